@@ -9,6 +9,7 @@
 #   tests/unit/<module>/test_*.c                -> build/tests/unit/<module>/test_* (one program each)
 #   tests/sim/*.c                               -> build/tests/sim/sim
 #   tests/fuzz/fuzz_*.c                         -> build/fuzz/fuzz_* (clang, libFuzzer)
+#   tests/tools/<name>.c                        -> build/tests/tools/<name> (helpers for suites)
 #   bench/bench_*.c                             -> build/bench/bench_*
 #   tests/cluster/test_*.sh                     -> run by tests/run.sh
 
@@ -118,6 +119,12 @@ $(SIM_BIN): $(SIM_OBJ) $(BUILD)/lib/libtestlib.a $(LINK_LIBS)
 	$(CC) -o $@ $(SIM_OBJ) $(BUILD)/lib/libtestlib.a $(LINK_LIBS) $(CMOCKA_LIBS) $(LDLIBS)
 endif
 
+TOOL_SRC  := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/lib/libtestlib.a $(LINK_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(BUILD)/lib/libtestlib.a $(LINK_LIBS) $(LDLIBS)
+
 BENCH_SRC  := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/lib/libtestlib.a $(LINK_LIBS)
@@ -143,7 +150,7 @@ $(BUILD)/fuzz/%: $(BUILD)/fuzz-obj/tests/fuzz/%.o $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	clang -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS) -lm -lpthread
 
-tools: $(LIBS_ALL) $(BUILD)/lib/libproto.a $(BUILD)/lib/libtestlib.a $(BINS) $(UNIT_BINS) $(SIM_BIN) $(BENCH_BINS)
+tools: $(LIBS_ALL) $(BUILD)/lib/libproto.a $(BUILD)/lib/libtestlib.a $(BINS) $(UNIT_BINS) $(SIM_BIN) $(TOOL_BINS) $(BENCH_BINS)
 
 test: deps
 	@$(MAKE) --no-print-directory tools
