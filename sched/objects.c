@@ -173,6 +173,13 @@ int64_t sched_obj_int(const json_t *obj, const char *path, int64_t def)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : def;
 }
 
+int64_t sched_obj_cpu(const json_t *obj, const char *path)
+{
+    int64_t m = 0;
+    json_t *v = sched_obj_get(obj, path);
+    return v && sched_parse_cpu(v, &m) == 0 ? m : 0;
+}
+
 const char *sched_obj_name(const json_t *obj)
 {
     return sched_obj_str(obj, "metadata.name");

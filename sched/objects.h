@@ -84,14 +84,16 @@ json_t *sched_obj_get(const json_t *obj, const char *path);
 int sched_obj_set(json_t *obj, const char *path, json_t *val);
 
 /* Validates a document and fills defaults in place: metadata.namespace "default" for
- * namespaced kinds; quantities written as strings ("500m", "2", "128Mi", "1G") become
- * integers (cpu in millicores, memory in bytes); Pod restartPolicy "Always"; ReplicaSet and
+ * namespaced kinds; quantities are normalised: cpu to a millicore string ("2" -> "2000m",
+ * 0.5 -> "500m"), memory to an integer of bytes ("128Mi" -> 134217728); Pod restartPolicy "Always"; ReplicaSet and
  * Deployment replicas 1; Deployment strategy RollingUpdate 25%/25% and
  * revisionHistoryLimit 10; status objects are created when missing.
  * Returns 0, or SCHED_EINVAL with text naming the object and the field into err, e.g.
  * "Pod default/web: spec.containers[0].name: required". err may be NULL. */
 int sched_obj_validate(json_t *obj, char *err, size_t errlen);
 
+/* The cpu quantity at a dotted path in millicores; 0 when absent or malformed. */
+int64_t sched_obj_cpu(const json_t *obj, const char *path);
 /* Parses a cpu quantity ("250m", "2", 0.5, 2) into millicores. 0 or SCHED_EINVAL. */
 int sched_parse_cpu(const json_t *v, int64_t *milli);
 /* Parses a memory quantity ("128Mi", "1G", "1000", 1000) into bytes. 0 or SCHED_EINVAL. */

@@ -144,7 +144,14 @@ static int check_quantities(struct vctx *c, json_t *m, const char *field)
         } else {
             return fail(c, f, "unknown resource (cpu, memory, pods)");
         }
-        json_object_set_new(m, k, json_integer(q));
+        /* cpu is kept as "<n>m" so that a second validation reads the same amount */
+        if (!strcmp(k, "cpu")) {
+            char mbuf[32];
+            snprintf(mbuf, sizeof(mbuf), "%lldm", (long long)q);
+            json_object_set_new(m, k, json_string(mbuf));
+        } else {
+            json_object_set_new(m, k, json_integer(q));
+        }
     }
     return 0;
 }
