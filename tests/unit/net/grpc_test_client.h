@@ -39,6 +39,7 @@ struct tc_stream {
     bool closed;
     uint32_t rst_code;
     int header_frames; /* response HEADERS frames seen (1 = trailers-only when closed) */
+    size_t unconsumed;   /* DATA bytes not yet returned as window (slow connections) */
     struct tc_stream *next;
 };
 
@@ -51,6 +52,7 @@ struct tc_conn {
     char err[256];
     struct tc_stream *streams;
     bool goaway;
+    int ping_acks;
 };
 
 static inline ssize_t tc_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags,
@@ -87,6 +89,8 @@ static inline int tc_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, v
     struct tc_conn *c = ud;
     if (f->hd.type == NGHTTP2_GOAWAY)
         c->goaway = true;
+    if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK))
+        c->ping_acks++;
     if (f->hd.type == NGHTTP2_HEADERS) {
         struct tc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
         if (st)
@@ -100,8 +104,10 @@ static inline int tc_on_data(nghttp2_session *s, uint8_t flags, int32_t id, cons
 {
     (void)flags, (void)ud;
     struct tc_stream *st = nghttp2_session_get_stream_user_data(s, id);
-    if (st)
+    if (st) {
         evbuffer_add(st->resp, data, len);
+        st->unconsumed += len;
+    }
     return 0;
 }
 
@@ -336,6 +342,20 @@ static inline bool tc_next_msg(struct tc_stream *st, uint8_t **msg, size_t *len)
     evbuffer_remove(st->resp, *msg, n);
     *len = n;
     return true;
+}
+
+/* A slow connection grants window for everything received so far. */
+static inline void tc_consume(struct tc_conn *c)
+{
+    for (struct tc_stream *st = c->streams; st; st = st->next) {
+        if (st->unconsumed) {
+            nghttp2_session_consume_connection(c->session, st->unconsumed);
+            if (!st->closed)
+                nghttp2_session_consume_stream(c->session, st->id, st->unconsumed);
+        }
+        st->unconsumed = 0;
+    }
+    tc_flush(c);
 }
 
 static inline void tc_tick_cb(evutil_socket_t fd, short what, void *arg)
