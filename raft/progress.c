@@ -117,13 +117,13 @@ int pr_sync_conf(struct raft *r)
             struct progress *p = &r->prs[r->n_prs++];
             struct progress *o = NULL;
             for (size_t j = 0; j < n_old; j++)
-                if (old[j].id == ids[i] && old[j].infl) {
+                if (old[j].id == ids[i]) {
                     o = &old[j];
-                    old[j].id = RAFT_NONE; /* taken */
                     break;
                 }
             if (o) {
                 *p = *o;
+                o->id = RAFT_NONE; /* taken */
             } else {
                 memset(p, 0, sizeof(*p));
                 p->id = ids[i];

@@ -204,6 +204,8 @@ enum raft_msg_type {
                                        candidate's connection to the leader closed */
 #define RAFT_MSG_F_TRANSFER 0x2u    /* vote of a campaign started by TimeoutNow: peers
                                        grant even if they still hear the old leader */
+#define RAFT_MSG_F_NEED_SNAPSHOT 0x4u /* APPEND_RESP reject from a member that joined with
+                                         no membership: it must start from a snapshot */
 
 /* A message. Fields not listed for a type are zero. Messages produced by the core
  * (in a ready batch) point into core memory valid until raft_advance(); messages given
@@ -255,7 +257,8 @@ struct raft_config {
     raft_id_t id;              /* this member, != RAFT_NONE */
     /* Fresh start (restore == NULL): the initial membership, identical on every
      * founding member. A member joining an existing cluster passes no voters and no
-     * learners: it waits to be contacted by the leader. */
+     * learners: it waits to be contacted by the leader, and refuses appends until it
+     * has installed a snapshot (which carries the membership). */
     const raft_id_t *voters;
     size_t n_voters;
     const raft_id_t *learners;

@@ -135,6 +135,14 @@ int handle_append(struct raft *r, const struct raft_msg *m)
         resp.index = l->commit;
         return send_msg(r, &resp, true);
     }
+    if (r->conf.n_voters == 0) {
+        /* Joined with no membership: replaying the log from index 1 would not tell us
+         * the founding members, so start from a snapshot. */
+        resp.reject = true;
+        resp.index = m->index;
+        resp.flags = RAFT_MSG_F_NEED_SNAPSHOT;
+        return send_msg(r, &resp, true);
+    }
     if (!log_match(l, m->index, m->log_term)) {
         raft_index_t hint = conflict_by_term(l, m->index, m->log_term);
         bool ok;
@@ -179,6 +187,11 @@ void handle_append_resp(struct raft *r, const struct raft_msg *m)
         return;
     pr->recent_active = true;
     if (m->reject) {
+        if (m->flags & RAFT_MSG_F_NEED_SNAPSHOT) {
+            if (pr->state != RAFT_PROGRESS_SNAPSHOT)
+                send_snapshot(r, pr);
+            return;
+        }
         if (m->index == 0)
             return;
         /* Stale rejections (for an append we no longer consider outstanding) are
