@@ -247,7 +247,7 @@ static void conn_free(struct gc_conn *k)
 
 void gc_conn_send(struct gc_conn *k)
 {
-    if (k->state != CONN_READY || !k->ng)
+    if (k->state == CONN_DEAD || !k->ng)
         return;
     int rv = nghttp2_session_send(k->ng);
     if (rv != 0) {
@@ -307,11 +307,16 @@ static int frame_not_send_cb(nghttp2_session *ng, const nghttp2_frame *f, int er
     return 0;
 }
 
+static void conn_ready(struct gc_conn *k);
+
 static int frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
     (void)ng;
     struct gc_conn *k = ud;
-    if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
+    if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+        if (k->state == CONN_DIALING)
+            conn_ready(k);
+    } else if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
         k->ping_sent_ms = 0;
     } else if (f->hd.type == NGHTTP2_GOAWAY) {
         /* Streams above last_stream_id close with REFUSED_STREAM and are retried;
@@ -440,7 +445,7 @@ static void readcb(struct bufferevent *bev, void *arg)
     struct gc_conn *k = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     k->last_read_ms = gc_now_ms(k->c);
-    if (k->state != CONN_READY)
+    if (k->state == CONN_DEAD || !k->ng)
         return;
     size_t len;
     while ((len = evbuffer_get_length(in)) > 0) {
@@ -462,7 +467,7 @@ static void writecb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct gc_conn *k = arg;
-    if (k->state == CONN_READY && nghttp2_session_want_write(k->ng))
+    if (k->state != CONN_DEAD && k->ng && nghttp2_session_want_write(k->ng))
         gc_conn_send(k);
 }
 
@@ -484,9 +489,10 @@ static void tls_error(struct bufferevent *bev, char *buf, size_t len)
     size_t off = 0;
     while ((e = bufferevent_get_openssl_error(bev)) != 0) {
         const char *r = ERR_reason_error_string(e);
+        if (!r)
+            continue;
         if (off < len)
-            off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "; " : "tls: ",
-                                    r ? r : "error");
+            off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "; " : "tls: ", r);
     }
 }
 
@@ -595,9 +601,18 @@ static void on_connected(struct gc_conn *k)
         conn_fail(k, "dial %s: out of memory", url);
         return;
     }
+    k->last_read_ms = gc_now_ms(c);
+    gc_conn_send(k);   /* preface and SETTINGS; ready once the server's SETTINGS arrive */
+}
+
+/* The server's SETTINGS arrived: it speaks HTTP/2 and accepted us (with TLS 1.3 a refused
+ * client certificate only shows after the handshake), so calls may go out now. Until
+ * here a failure counts as a failed dial and the calls move to the next endpoint. */
+static void conn_ready(struct gc_conn *k)
+{
+    struct net_grpc_client *c = k->c;
     evtimer_del(k->dial_timer);
     k->state = CONN_READY;
-    k->last_read_ms = gc_now_ms(c);
     c->cur_ep = k->ep;
     if (c->ka_ms > 0) {
         k->ka_timer = event_new(c->base, -1, EV_PERSIST, ka_cb, k);
@@ -700,7 +715,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     }
     gc_run_completions(c);
     for (k = c->conns; k; k = k->next)
-        if (k->state == CONN_READY)
+        if (k->state != CONN_DEAD && k->ng)
             gc_conn_send(k);
 }
 

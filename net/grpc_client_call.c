@@ -447,9 +447,11 @@ out:
 
 /* --- running the loop ------------------------------------------------------------ */
 
+/* True when the base is already running (we are inside one of its callbacks): libevent
+ * refuses a nested loop. The probe itself runs what is ready, which the caller wanted. */
 static bool in_loop(struct net_grpc_client *c)
 {
-    return event_base_get_running_event(c->base) != NULL;
+    return event_base_loop(c->base, EVLOOP_NONBLOCK) < 0;
 }
 
 int gc_run_once(struct net_grpc_client *c, uint64_t until_ms)
