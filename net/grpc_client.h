@@ -160,9 +160,9 @@ struct event_base *net_grpc_client_base(struct net_grpc_client *c);
  * the next call into the client. */
 const char *net_grpc_client_endpoint(struct net_grpc_client *c);
 
-/* Runs the client's event_base for at most timeout_ms (0: only what is ready now, no
- * wait), dispatching callbacks. Returns 0, or NET_EINVAL when called while the base is
- * already running. For sync users of streams with callbacks. */
+/* Runs the client's event_base for timeout_ms, dispatching callbacks (0: only what is
+ * ready now, no wait). Returns 0, or NET_EINVAL when called while the base is already
+ * running. For sync users of streams with callbacks. */
 int net_grpc_client_poll(struct net_grpc_client *c, int timeout_ms);
 
 /* --- unary calls ------------------------------------------------------------------- */
