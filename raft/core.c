@@ -72,7 +72,7 @@ static void reset(struct raft *r, raft_term_t term)
         p->next = log_last(&r->log) + 1;
         p->state = RAFT_PROGRESS_PROBE;
         p->probe_sent = false;
-        p->acked = false;
+        p->stalls = 0;
         p->pending_snapshot = 0;
         p->recent_active = true;
         p->read_ack = 0;

@@ -59,7 +59,7 @@ struct progress {
     raft_index_t match, next;
     enum raft_progress_state state;
     bool probe_sent;              /* PROBE: one append outstanding, paused */
-    bool acked;                   /* match advanced since the last heartbeat answer */
+    int stalls;                   /* heartbeat answers in a row with no progress */
     raft_index_t pending_snapshot;
     bool recent_active;
     uint64_t read_ack;            /* highest ReadIndex round acknowledged */

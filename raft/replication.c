@@ -221,7 +221,7 @@ void handle_append_resp(struct raft *r, const struct raft_msg *m)
     bool advanced = false;
     if (m->index > pr->match) {
         pr->match = m->index;
-        pr->acked = true;
+        pr->stalls = 0;
         advanced = true;
     }
     if (pr->next <= m->index)
@@ -282,10 +282,12 @@ void handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
         pr->probe_sent = false; /* the probe may have been lost: send another */
         break;
     case RAFT_PROGRESS_REPLICATE:
-        /* No acknowledgement during a whole heartbeat round while behind: appends or
+        /* No acknowledgement during two heartbeat rounds while behind: appends or
          * their answers were lost. Fall back to probing from match. */
-        if (pr->match < last && !pr->acked)
+        if (pr->match < last && ++pr->stalls >= 2) {
             pr_become_probe(r, pr);
+            pr->stalls = 0;
+        }
         break;
     case RAFT_PROGRESS_SNAPSHOT:
         if (pr->pending_snapshot && m->index >= pr->pending_snapshot) {
@@ -293,7 +295,6 @@ void handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
         }
         break;
     }
-    pr->acked = false;
     if (pr->match < last || pr->state == RAFT_PROGRESS_PROBE)
         send_append(r, pr, false);
 }

@@ -43,6 +43,7 @@ struct sim_node {
     bool has_pending_snap;
     struct sim_sm pending_snap;
     int tick_phase;
+    uint64_t crash_at; /* a scheduled crash (0: none) */
 };
 
 /* checker (check.c) */
