@@ -22,8 +22,10 @@
  * reply on the same connection.
  *
  * A connection opens with a hello frame each way naming the cluster id and the sender's
- * member id; a hello with another cluster id, or from an id this member does not know
- * (when the acceptor has peers configured), closes the connection. With TLS, both sides
+ * member id; a hello with another cluster id (or, to the dialer, from another member id
+ * than the one it dialed) closes the connection. Messages from members not added here
+ * are still delivered (a member joining the cluster dials before everyone has applied
+ * its addition); the certificate is the gate. With TLS, both sides
  * must present a certificate signed by the trusted CA (the server context must require
  * client certificates: net_tls_server_opts.client_cert_auth = true), and the dialer
  * checks the acceptor's subjectAltName against the host of the peer URL.
@@ -85,8 +87,9 @@ struct net_peer_stats {
     uint64_t recv_bytes;
     uint64_t dropped_frames;   /* refused by a full queue, or discarded while down */
     uint64_t dials;            /* connection attempts */
-    size_t queued_frames;      /* currently waiting */
-    size_t queued_bytes;
+    size_t queued_frames;      /* currently waiting in the queue */
+    size_t queued_bytes;       /* queued payload bytes plus bytes handed to the
+                                * connection but not yet written to the socket */
 };
 
 /* Makes a transport (no sockets yet). Returns 0 and *out, or NET_EINVAL (no base, no
@@ -119,8 +122,9 @@ int net_peer_remove(struct net_peer_transport *t, uint64_t id);
 
 /* Queues len bytes (copied) for peer `to`. Returns 0 when queued, NET_ENOTFOUND for an
  * unknown peer, NET_EINVAL when len is over max_frame, NET_EFULL when the queue is at
- * its bound (the frame is dropped and counted), NET_ENOMEM. A 0 return does not mean
- * delivery: Raft treats the network as lossy. */
+ * its bound, NET_EUNAVAIL when the peer has been unreachable for stale_queue_ms (its
+ * queue is emptied), NET_ENOMEM. Frames refused with EFULL/EUNAVAIL are counted in
+ * dropped_frames. A 0 return does not mean delivery: Raft treats the network as lossy. */
 int net_peer_send(struct net_peer_transport *t, uint64_t to, const uint8_t *buf, size_t len);
 
 /* True (1) when the outbound connection to `id` has completed its hello. */
