@@ -1,0 +1,360 @@
+/* histclient — concurrent clients doing random puts and linearizable gets, recording a history for lincheck. */
+/*
+ * Usage: histclient --endpoints URL[,URL...] | --endpoints-file FILE
+ *                   [--cacert F --cert F --key F] [--clients N] [--keys K] [--prefix P]
+ *                   [--duration S] [--max-ops M] [--op-timeout MS] [--think MS] [--etcdctl PATH]
+ *                   [--stop-file F] [--tag T] --out HISTORY
+ *
+ * N client threads each loop until the duration, the op budget or the stop file ends
+ * the run: pick one of K keys (P0..P{K-1}), put a value unique in the run ("T.c<client>-<seq>",
+ * T from --tag, default "p<pid>", so runs appending to one history never collide)
+ * or get it (a linearizable read), and append one line per operation to HISTORY in
+ * lincheck's format with CLOCK_MONOTONIC ns times. Each operation runs `etcdctl` against
+ * the client's current endpoint with a deadline; on any error the client moves to the
+ * next endpoint (re-reading --endpoints-file, which a test rewrites as members come and go).
+ * A put that fails or times out is recorded with outcome "unknown": it may or may not have
+ * taken effect. A failed get is recorded as unknown too (lincheck ignores it).
+ * At the end it prints a summary line: "histclient: puts ok=.. unknown=.. gets ok=.. failed=..".
+ * Exit 0, or 2 on bad arguments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAX_EPS 16
+#define URL_LEN 256
+
+static struct {
+    char eps[MAX_EPS][URL_LEN];
+    int neps;
+    const char *eps_file;
+    const char *cacert, *cert, *key, *etcdctl, *prefix, *out_path, *stop_file;
+    char tag[32];
+    int clients, keys, op_timeout_ms, think_ms;
+    double duration;
+    long max_ops;
+} cfg = {.clients = 4, .keys = 3, .op_timeout_ms = 2000, .duration = 10, .max_ops = 100000,
+         .etcdctl = "etcdctl", .prefix = "lin-"};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static FILE *out;
+static long ops_started;
+static long n_put_ok, n_put_unknown, n_get_ok, n_get_fail;
+static int64_t t_end;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int parse_endpoints(const char *list, char eps[][URL_LEN], int max)
+{
+    int n = 0;
+    const char *p = list;
+    while (*p && n < max) {
+        size_t len = strcspn(p, ", \n\t");
+        if (len > 0 && len < URL_LEN) {
+            memcpy(eps[n], p, len);
+            eps[n][len] = '\0';
+            n++;
+        }
+        p += len;
+        p += strspn(p, ", \n\t");
+    }
+    return n;
+}
+
+/* Copies the current endpoint list (from the file when one is given). */
+static int current_endpoints(char eps[][URL_LEN])
+{
+    if (cfg.eps_file) {
+        char buf[MAX_EPS * URL_LEN];
+        FILE *f = fopen(cfg.eps_file, "r");
+        if (f) {
+            size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            int k = parse_endpoints(buf, eps, MAX_EPS);
+            if (k > 0)
+                return k;
+        }
+    }
+    memcpy(eps, cfg.eps, sizeof(cfg.eps));
+    return cfg.neps;
+}
+
+/*
+ * Runs etcdctl with argv against one endpoint, with the op deadline; captures stdout.
+ * Returns the exit status (0 success), or -1 when it was killed at the deadline.
+ */
+static int run_etcdctl(const char *endpoint, const char *const *args, char *outbuf, size_t outlen)
+{
+    char a_ep[URL_LEN + 16], a_cmd[64], a_dial[64], a_ca[600], a_cert[600], a_key[600];
+    const char *argv[24];
+    int argc = 0;
+    snprintf(a_ep, sizeof(a_ep), "--endpoints=%s", endpoint);
+    snprintf(a_cmd, sizeof(a_cmd), "--command-timeout=%dms", cfg.op_timeout_ms);
+    snprintf(a_dial, sizeof(a_dial), "--dial-timeout=%dms", cfg.op_timeout_ms);
+    argv[argc++] = cfg.etcdctl;
+    argv[argc++] = a_ep;
+    argv[argc++] = a_cmd;
+    argv[argc++] = a_dial;
+    if (cfg.cacert) {
+        snprintf(a_ca, sizeof(a_ca), "--cacert=%s", cfg.cacert);
+        argv[argc++] = a_ca;
+    }
+    if (cfg.cert) {
+        snprintf(a_cert, sizeof(a_cert), "--cert=%s", cfg.cert);
+        argv[argc++] = a_cert;
+    }
+    if (cfg.key) {
+        snprintf(a_key, sizeof(a_key), "--key=%s", cfg.key);
+        argv[argc++] = a_key;
+    }
+    for (int i = 0; args[i] && argc < 23; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return 1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, cfg.etcdctl, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pfd[1]);
+    if (rc != 0) {
+        close(pfd[0]);
+        return 1;
+    }
+    /* Read until EOF or the deadline (the op timeout plus a grace for process start). */
+    int64_t deadline = now_ns() + (int64_t)(cfg.op_timeout_ms + 1000) * 1000000;
+    size_t len = 0;
+    int killed = 0;
+    for (;;) {
+        int64_t left = (deadline - now_ns()) / 1000000;
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            killed = 1;
+            break;
+        }
+        struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+        int pr = poll(&p, 1, (int)left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            continue;
+        char tmp[512];
+        ssize_t n = read(pfd[0], tmp, sizeof(tmp));
+        if (n <= 0)
+            break;
+        size_t room = outlen - 1 - len;
+        size_t take = (size_t)n < room ? (size_t)n : room;
+        memcpy(outbuf + len, tmp, take);
+        len += take;
+    }
+    outbuf[len] = '\0';
+    close(pfd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (killed)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+static void record(const char *line)
+{
+    pthread_mutex_lock(&mu);
+    fputs(line, out);
+    fflush(out);
+    pthread_mutex_unlock(&mu);
+}
+
+static int should_stop(void)
+{
+    if (now_ns() >= t_end)
+        return 1;
+    if (cfg.stop_file && access(cfg.stop_file, F_OK) == 0)
+        return 1;
+    pthread_mutex_lock(&mu);
+    int stop = ops_started >= cfg.max_ops;
+    if (!stop)
+        ops_started++;
+    pthread_mutex_unlock(&mu);
+    return stop;
+}
+
+static void *client_main(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    unsigned seed = (unsigned)(now_ns() ^ (id * 7919));
+    char eps[MAX_EPS][URL_LEN];
+    int ep = id, seq = 0;
+    char line[8192], outbuf[4096];
+    while (!should_stop()) {
+        int neps = current_endpoints(eps);
+        if (neps == 0)
+            break;
+        const char *endpoint = eps[ep % neps];
+        char key[128], val[64];
+        snprintf(key, sizeof(key), "%s%d", cfg.prefix, rand_r(&seed) % cfg.keys);
+        int is_put = rand_r(&seed) % 2;
+        int64_t inv = now_ns(), ret;
+        int rc;
+        if (is_put) {
+            snprintf(val, sizeof(val), "%sc%d-%d", cfg.tag, id, ++seq);
+            const char *args[] = {"put", key, val, NULL};
+            rc = run_etcdctl(endpoint, args, outbuf, sizeof(outbuf));
+            ret = now_ns();
+            int ok = rc == 0 && strncmp(outbuf, "OK", 2) == 0;
+            if (ok)
+                snprintf(line, sizeof(line), "%sc%d put %s %s %" PRId64 " %" PRId64 " ok\n", cfg.tag, id, key,
+                         val, inv, ret);
+            else
+                snprintf(line, sizeof(line), "%sc%d put %s %s %" PRId64 " - unknown\n", cfg.tag, id, key, val, inv);
+            record(line);
+            pthread_mutex_lock(&mu);
+            if (ok)
+                n_put_ok++;
+            else
+                n_put_unknown++;
+            pthread_mutex_unlock(&mu);
+            if (!ok)
+                ep++;
+        } else {
+            const char *args[] = {"get", key, "--print-value-only", NULL};
+            rc = run_etcdctl(endpoint, args, outbuf, sizeof(outbuf));
+            ret = now_ns();
+            if (rc == 0) {
+                /* One line with the value, or nothing when the key is absent. */
+                size_t l = strcspn(outbuf, "\n");
+                outbuf[l] = '\0';
+                snprintf(line, sizeof(line), "%sc%d get %s - %" PRId64 " %" PRId64 " %s\n", cfg.tag, id, key,
+                         inv, ret, l ? outbuf : "-");
+            } else {
+                snprintf(line, sizeof(line), "%sc%d get %s - %" PRId64 " - unknown\n", cfg.tag, id, key, inv);
+            }
+            record(line);
+            pthread_mutex_lock(&mu);
+            if (rc == 0)
+                n_get_ok++;
+            else
+                n_get_fail++;
+            pthread_mutex_unlock(&mu);
+            if (rc != 0)
+                ep++;
+        }
+        if (cfg.think_ms > 0) {
+            struct timespec ts = {cfg.think_ms / 1000, (long)(cfg.think_ms % 1000) * 1000000};
+            nanosleep(&ts, NULL);
+        }
+        if (rc != 0) {
+            /* Back off briefly after an error so a dead endpoint is not hammered. */
+            struct timespec ts = {0, 50 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: histclient --endpoints URLS | --endpoints-file F [--cacert F --cert F --key F]\n"
+            "       [--clients N] [--keys K] [--prefix P] [--duration S] [--max-ops M]\n"
+            "       [--op-timeout MS] [--think MS] [--etcdctl PATH] [--stop-file F] [--tag T] --out HISTORY\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            usage();
+        if (strcmp(a, "--endpoints") == 0)
+            cfg.neps = parse_endpoints(v, cfg.eps, MAX_EPS);
+        else if (strcmp(a, "--endpoints-file") == 0)
+            cfg.eps_file = v;
+        else if (strcmp(a, "--cacert") == 0)
+            cfg.cacert = v;
+        else if (strcmp(a, "--cert") == 0)
+            cfg.cert = v;
+        else if (strcmp(a, "--key") == 0)
+            cfg.key = v;
+        else if (strcmp(a, "--clients") == 0)
+            cfg.clients = atoi(v);
+        else if (strcmp(a, "--keys") == 0)
+            cfg.keys = atoi(v);
+        else if (strcmp(a, "--prefix") == 0)
+            cfg.prefix = v;
+        else if (strcmp(a, "--duration") == 0)
+            cfg.duration = atof(v);
+        else if (strcmp(a, "--max-ops") == 0)
+            cfg.max_ops = atol(v);
+        else if (strcmp(a, "--op-timeout") == 0)
+            cfg.op_timeout_ms = atoi(v);
+        else if (strcmp(a, "--think") == 0)
+            cfg.think_ms = atoi(v);
+        else if (strcmp(a, "--etcdctl") == 0)
+            cfg.etcdctl = v;
+        else if (strcmp(a, "--stop-file") == 0)
+            cfg.stop_file = v;
+        else if (strcmp(a, "--tag") == 0)
+            snprintf(cfg.tag, sizeof(cfg.tag), "%s.", v);
+        else if (strcmp(a, "--out") == 0)
+            cfg.out_path = v;
+        else
+            usage();
+        i++;
+    }
+    if (!cfg.tag[0])
+        snprintf(cfg.tag, sizeof(cfg.tag), "p%d.", (int)getpid());
+    if (cfg.eps_file) {
+        char tmp[MAX_EPS][URL_LEN];
+        if (cfg.neps == 0 && current_endpoints(tmp) == 0) {
+            fprintf(stderr, "histclient: no endpoints in %s\n", cfg.eps_file);
+            return 2;
+        }
+    }
+    if ((cfg.neps == 0 && !cfg.eps_file) || !cfg.out_path || cfg.clients < 1 || cfg.clients > 64 ||
+        cfg.keys < 1 || cfg.duration <= 0 || cfg.op_timeout_ms < 50 || cfg.max_ops < 1)
+        usage();
+    out = fopen(cfg.out_path, "a");
+    if (!out) {
+        fprintf(stderr, "histclient: %s: %s\n", cfg.out_path, strerror(errno));
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    t_end = now_ns() + (int64_t)(cfg.duration * 1e9);
+    pthread_t th[64];
+    for (int i = 0; i < cfg.clients; i++)
+        pthread_create(&th[i], NULL, client_main, (void *)(intptr_t)i);
+    for (int i = 0; i < cfg.clients; i++)
+        pthread_join(th[i], NULL);
+    fclose(out);
+    printf("histclient: puts ok=%ld unknown=%ld gets ok=%ld failed=%ld\n", n_put_ok, n_put_unknown,
+           n_get_ok, n_get_fail);
+    return 0;
+}
