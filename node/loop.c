@@ -1,0 +1,809 @@
+/* loop — the node's turn (DESIGN.md "The server's loop"): gather proposals and reads,
+ * take the Raft core's ready batch, persist and apply it in one LMDB transaction with one
+ * fsync, then send, answer the waiting clients and serve the reads. */
+#include "node/node_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "node/log.h"
+
+int64_t node_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void node_kick(struct node *n)
+{
+    if (n->turn_pending || !n->turn_ev)
+        return;
+    n->turn_pending = true;
+    event_active(n->turn_ev, EV_TIMEOUT, 0);
+}
+
+bool node_is_leader(const struct node *n)
+{
+    return raft_role(n->raft) == RAFT_LEADER;
+}
+
+struct node_status node_can_serve(const struct node *n, bool write)
+{
+    const struct node_member *self = NULL;
+    int i;
+    if (n->stopping && !node_is_leader(n) && raft_leader(n->raft) == RAFT_NONE)
+        return ST_STOPPED;
+    for (i = 0; i < n->members.n; i++)
+        if (n->members.m[i].id == n->id)
+            self = &n->members.m[i];
+    if (self && self->learner)
+        return ST_NOT_SUPPORTED_FOR_LEARNER;
+    if (raft_leader(n->raft) == RAFT_NONE)
+        return ST_NO_LEADER;
+    (void)write;
+    return ST_OK;
+}
+
+/* ---- request ids and waiters ------------------------------------------------------- */
+
+uint64_t node_new_request_id(struct node *n)
+{
+    uint64_t low = (n->next_req_id + 1) & 0xffffffffffffULL;
+    n->next_req_id = (n->next_req_id & ~0xffffffffffffULL) | low;
+    return n->next_req_id;
+}
+
+static size_t wbucket(uint64_t id)
+{
+    return (size_t)((id ^ (id >> 29)) % WAITER_BUCKETS);
+}
+
+struct waiter *waiter_find_pub(struct node *n, uint64_t id);
+static struct waiter *waiter_find(struct node *n, uint64_t id)
+{
+    struct waiter *w;
+    for (w = n->wbucket[wbucket(id)]; w; w = w->hnext)
+        if (w->id == id)
+            return w;
+    return NULL;
+}
+
+struct waiter *waiter_find_pub(struct node *n, uint64_t id)
+{
+    return waiter_find(n, id);
+}
+
+static void waiter_unlink(struct node *n, struct waiter *w)
+{
+    struct waiter **pp = &n->wbucket[wbucket(w->id)];
+    while (*pp && *pp != w)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = w->hnext;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        n->whead = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        n->wtail = w->prev;
+    n->n_waiters--;
+    n->metrics.proposals_pending = n->n_waiters;
+}
+
+static void waiter_close_cb(struct net_grpc_call *call, void *user, int err)
+{
+    struct waiter *w = user;
+    (void)call;
+    (void)err;
+    if (w)
+        w->call = NULL;
+}
+
+/* Finishes a waiter: runs done, then frees it. */
+static void waiter_finish(struct node *n, struct waiter *w, struct node_status st, kv_result *res)
+{
+    waiter_unlink(n, w);
+    if (st.code)
+        n->metrics.proposals_failed++;
+    if (w->done)
+        w->done(n, w, st, res);
+    if (w->call) {
+        net_grpc_call_set_close_cb(w->call, NULL);
+        net_grpc_call_set_user(w->call, NULL);
+    }
+    free(w->data);
+    free(w);
+}
+
+void node_waiter_fail(struct node *n, struct waiter *w, struct node_status st)
+{
+    waiter_finish(n, w, st, NULL);
+}
+
+struct waiter *node_waiter_add(struct node *n, uint64_t id, struct net_grpc_call *call,
+                               waiter_done_fn done, void *arg)
+{
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (!w) {
+        if (call)
+            node_reply_status(call, ST_NO_MEMORY);
+        return NULL;
+    }
+    w->id = id;
+    w->call = call;
+    w->done = done;
+    w->arg = arg;
+    w->deadline_ms = node_now_ms() + 5000 + 2 * (int64_t)n->cfg.election_ms;
+    w->hnext = n->wbucket[wbucket(id)];
+    n->wbucket[wbucket(id)] = w;
+    w->prev = n->wtail;
+    if (n->wtail)
+        n->wtail->next = w;
+    else
+        n->whead = w;
+    n->wtail = w;
+    n->n_waiters++;
+    n->metrics.proposals_pending = n->n_waiters;
+    if (call) {
+        net_grpc_call_set_user(call, w);
+        net_grpc_call_set_close_cb(call, waiter_close_cb);
+    }
+    return w;
+}
+
+struct waiter *node_propose(struct node *n, uint64_t id, uint8_t *data, size_t len,
+                            struct net_grpc_call *call, waiter_done_fn done, void *arg)
+{
+    struct waiter *w = node_waiter_add(n, id, call, done, arg);
+    if (!w) {
+        free(data);
+        return NULL;
+    }
+    w->data = data;
+    w->len = len;
+    if (n->n_props == n->cap_props) {
+        size_t c = n->cap_props ? 2 * n->cap_props : 64;
+        struct waiter **p = realloc(n->props, c * sizeof(*p));
+        if (!p) {
+            waiter_finish(n, w, ST_NO_MEMORY, NULL);
+            return NULL;
+        }
+        n->props = p;
+        n->cap_props = c;
+    }
+    n->props[n->n_props++] = w;
+    w->queued = true;
+    node_kick(n);
+    return w;
+}
+
+/* A forwarded proposal came back refused: propose it again if a leader is known, or
+ * fail it. */
+void node_forward_refused(struct node *n, const uint64_t *ids, size_t count, int reason)
+{
+    size_t i;
+    for (i = 0; i < count; i++) {
+        struct waiter *w = waiter_find(n, ids[i]);
+        if (!w || w->queued)
+            continue;
+        if (reason == 3) {
+            waiter_finish(n, w, ST_LEARNER_NOT_READY, NULL);
+        } else if (reason == 4) {
+            waiter_finish(n, w, ST_MEMBER_NOT_FOUND, NULL);
+        } else if (reason == 5) {
+            waiter_finish(n, w, ST_MEMBER_EXIST, NULL);
+        } else if (++w->tries > 5) {
+            waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
+        } else if (n->n_props < n->cap_props) {
+            n->props[n->n_props++] = w;
+            w->queued = true;
+        } else {
+            waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
+        }
+    }
+    node_kick(n);
+}
+
+/* Sends or proposes the waiters gathered since the last turn, and the proposals that
+ * followers forwarded to us. */
+static void flush_proposals(struct node *n)
+{
+    struct raft_buf *bufs;
+    size_t i, k = 0, total;
+    raft_index_t first = 0;
+    int rc;
+
+    if (n->n_props == 0 && n->n_fwd == 0)
+        return;
+    if (!node_is_leader(n)) {
+        if (n->n_fwd) { /* we lost leadership since they arrived; their senders retry */
+            for (i = 0; i < n->n_fwd; i++)
+                free((void *)n->fwd[i].base);
+            n->n_fwd = 0;
+        }
+        if (raft_leader(n->raft) == RAFT_NONE) {
+            for (i = 0; i < n->n_props; i++) {
+                n->props[i]->queued = false;
+                waiter_finish(n, n->props[i], ST_NO_LEADER, NULL);
+            }
+        } else {
+            for (i = 0; i < n->n_props; i++)
+                n->props[i]->queued = false;
+            node_forward(n, n->props, n->n_props);
+        }
+        n->n_props = 0;
+        return;
+    }
+    total = n->n_props + n->n_fwd;
+    bufs = malloc(total * sizeof(*bufs));
+    if (!bufs)
+        return; /* retry next turn */
+    for (i = 0; i < n->n_props; i++) {
+        bufs[k].base = n->props[i]->data;
+        bufs[k++].len = n->props[i]->len;
+    }
+    for (i = 0; i < n->n_fwd; i++)
+        bufs[k++] = n->fwd[i];
+    rc = raft_propose(n->raft, bufs, total, &first);
+    free(bufs);
+    if (rc == RAFT_EBUSY)
+        return; /* leadership transfer in progress: keep them for the next turn */
+    for (i = 0; i < n->n_fwd; i++)
+        free((void *)n->fwd[i].base);
+    n->n_fwd = 0;
+    for (i = 0; i < n->n_props; i++) {
+        struct waiter *w = n->props[i];
+        w->queued = false;
+        if (rc == 0) {
+            w->index = first + i;
+            w->term = raft_term(n->raft);
+        } else {
+            waiter_finish(n, w, rc == RAFT_ENOTLEADER ? ST_LEADER_CHANGED : ST_NO_MEMORY, NULL);
+        }
+    }
+    n->n_props = 0;
+}
+
+/* Proposals forwarded by a follower (data copied). */
+void node_accept_forward(struct node *n, uint64_t from, const ProtobufCBinaryData *data,
+                         const uint64_t *ids, size_t count)
+{
+    size_t i;
+    if (!node_is_leader(n)) {
+        node_forward_refuse(n, from, ids, count, 1);
+        return;
+    }
+    for (i = 0; i < count; i++) {
+        void *copy;
+        if (n->n_fwd == n->cap_fwd) {
+            size_t c = n->cap_fwd ? 2 * n->cap_fwd : 64;
+            struct raft_buf *p = realloc(n->fwd, c * sizeof(*p));
+            if (!p)
+                break;
+            n->fwd = p;
+            n->cap_fwd = c;
+        }
+        copy = malloc(data[i].len ? data[i].len : 1);
+        if (!copy)
+            break;
+        memcpy(copy, data[i].data, data[i].len);
+        n->fwd[n->n_fwd].base = copy;
+        n->fwd[n->n_fwd++].len = data[i].len;
+    }
+    node_kick(n);
+}
+
+void node_waiter_detach_call(struct node *n, struct net_grpc_call *call)
+{
+    struct waiter *w;
+    for (w = n->whead; w; w = w->next)
+        if (w->call == call)
+            w->call = NULL;
+}
+
+/* ---- reads -------------------------------------------------------------------------- */
+
+static void read_close_cb(struct net_grpc_call *call, void *user, int err)
+{
+    struct read_req *r = user;
+    (void)call;
+    (void)err;
+    if (r)
+        r->call = NULL;
+}
+
+void node_read(struct node *n, struct net_grpc_call *call, read_serve_fn serve, void *arg)
+{
+    struct read_req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        serve(n, &(struct read_req){.call = call, .arg = arg}, ST_NO_MEMORY);
+        return;
+    }
+    r->call = call;
+    r->serve = serve;
+    r->arg = arg;
+    r->deadline_ms = node_now_ms() + 5000 + 2 * (int64_t)n->cfg.election_ms;
+    if (call) {
+        net_grpc_call_set_user(call, r);
+        net_grpc_call_set_close_cb(call, read_close_cb);
+    }
+    *n->reads_pending_tail = r;
+    n->reads_pending_tail = &r->next;
+    n->n_reads_pending++;
+    node_kick(n);
+}
+
+static void read_finish(struct node *n, struct read_req *r, struct node_status st)
+{
+    if (r->call) {
+        net_grpc_call_set_close_cb(r->call, NULL);
+        net_grpc_call_set_user(r->call, NULL);
+    }
+    r->serve(n, r, st);
+    free(r);
+}
+
+static void reads_fail(struct node *n, struct read_req *list, struct node_status st)
+{
+    while (list) {
+        struct read_req *next = list->next;
+        read_finish(n, list, st);
+        list = next;
+    }
+}
+
+/* One ReadIndex round for every read gathered since the last one (etcd#7109: batch). */
+static void issue_reads(struct node *n)
+{
+    struct read_round *rr, **tail;
+    uint8_t ctx[8];
+    int rc, i;
+
+    if (!n->reads_pending)
+        return;
+    if (raft_leader(n->raft) == RAFT_NONE) {
+        struct read_req *list = n->reads_pending;
+        n->reads_pending = NULL;
+        n->reads_pending_tail = &n->reads_pending;
+        n->n_reads_pending = 0;
+        reads_fail(n, list, ST_NO_LEADER);
+        return;
+    }
+    rr = calloc(1, sizeof(*rr));
+    if (!rr)
+        return;
+    rr->seq = ++n->read_seq;
+    for (i = 0; i < 8; i++)
+        ctx[i] = (uint8_t)(rr->seq >> (56 - 8 * i));
+    rc = raft_read_index(n->raft, (struct raft_buf){ctx, 8});
+    if (rc) {
+        struct read_req *list = n->reads_pending;
+        free(rr);
+        n->reads_pending = NULL;
+        n->reads_pending_tail = &n->reads_pending;
+        n->n_reads_pending = 0;
+        reads_fail(n, list, rc == RAFT_ENOLEADER ? ST_NO_LEADER : ST_NO_MEMORY);
+        return;
+    }
+    n->metrics.read_indexes++;
+    rr->issued_ms = node_now_ms();
+    rr->reads = n->reads_pending;
+    n->reads_pending = NULL;
+    n->reads_pending_tail = &n->reads_pending;
+    n->n_reads_pending = 0;
+    for (tail = &n->rounds; *tail; tail = &(*tail)->next)
+        ;
+    *tail = rr;
+}
+
+static void reads_answered(struct node *n, const struct raft_read_state *rs, size_t count)
+{
+    size_t i;
+    for (i = 0; i < count; i++) {
+        struct read_round *rr;
+        uint64_t seq = 0;
+        int k;
+        if (rs[i].ctx.len != 8)
+            continue;
+        for (k = 0; k < 8; k++)
+            seq = seq << 8 | ((const uint8_t *)rs[i].ctx.base)[k];
+        for (rr = n->rounds; rr; rr = rr->next)
+            if (rr->seq == seq && rr->index == 0)
+                rr->index = rs[i].index ? rs[i].index : 1;
+    }
+}
+
+/* Serves every round whose index is applied. */
+static void serve_reads(struct node *n)
+{
+    struct read_round **pp = &n->rounds;
+    uint64_t applied = kv_applied_index(n->kv);
+    while (*pp) {
+        struct read_round *rr = *pp;
+        if (rr->index && rr->index <= applied) {
+            *pp = rr->next;
+            reads_fail(n, rr->reads, ST_OK);
+            free(rr);
+        } else {
+            pp = &rr->next;
+        }
+    }
+}
+
+/* Reads time out; lost rounds (a leader change) are issued again. */
+static void reads_tick(struct node *n, int64_t now)
+{
+    struct read_round **pp = &n->rounds;
+    while (*pp) {
+        struct read_round *rr = *pp;
+        struct read_req **rp = &rr->reads;
+        while (*rp) { /* expired reads */
+            struct read_req *r = *rp;
+            if (r->deadline_ms <= now || !r->call) {
+                *rp = r->next;
+                read_finish(n, r, r->call ? ST_TIMEOUT : ST_STOPPED);
+            } else {
+                rp = &r->next;
+            }
+        }
+        if (!rr->reads) {
+            *pp = rr->next;
+            free(rr);
+            continue;
+        }
+        if (rr->index == 0 && now - rr->issued_ms > (int64_t)n->cfg.election_ms) {
+            /* the answer is lost: put its reads back in front of the pending ones */
+            struct read_req *last = rr->reads;
+            while (last->next)
+                last = last->next;
+            last->next = n->reads_pending;
+            if (!n->reads_pending)
+                n->reads_pending_tail = &last->next;
+            n->reads_pending = rr->reads;
+            *pp = rr->next;
+            free(rr);
+            continue;
+        }
+        pp = &rr->next;
+    }
+}
+
+/* ---- the turn ------------------------------------------------------------------------ */
+
+static int done_push(struct turn_state *ts, struct waiter *w, kv_result *res, bool own)
+{
+    if (ts->n_done == ts->cap_done) {
+        size_t c = ts->cap_done ? 2 * ts->cap_done : 64;
+        struct applied_result *p = realloc(ts->done, c * sizeof(*p));
+        if (!p)
+            return -1;
+        ts->done = p;
+        ts->cap_done = c;
+    }
+    ts->done[ts->n_done].w = w;
+    ts->done[ts->n_done].own = own;
+    if (res)
+        ts->done[ts->n_done].res = *res;
+    else
+        memset(&ts->done[ts->n_done].res, 0, sizeof(kv_result));
+    ts->n_done++;
+    return 0;
+}
+
+void turn_done_own(struct turn_state *ts, struct waiter *w)
+{
+    done_push(ts, w, NULL, true);
+}
+
+static void turn_state_reset(struct turn_state *ts)
+{
+    size_t i;
+    for (i = 0; i < ts->n_done; i++)
+        kv_result_free(&ts->done[i].res);
+    ts->n_done = 0;
+    ts->members_changed = false;
+    ts->removed_self = false;
+}
+
+/* Applies one committed entry inside w. Returns 0 or a fatal kv error. */
+static int apply_entry(struct node *n, kv_wtxn *w, const struct raft_entry *e, struct turn_state *ts)
+{
+    int rc;
+    if (e->index <= kv_applied_index(n->kv))
+        return 0; /* replayed after a restart or a snapshot */
+    if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
+        Plinthpb__Request *req = plinthpb__request__unpack(NULL, e->len, e->data);
+        kv_result res = {0};
+        if (!req) {
+            node_log(n, LOG_WARN, "apply: entry %" PRIu64 " does not decode; skipped", e->index);
+            return kv_applied_set(w, e->index, e->term);
+        }
+        rc = kv_apply(w, e->index, e->term, req, &res);
+        if (rc == 0) {
+            struct waiter *wt = waiter_find(n, req->id);
+            if (wt) {
+                if (done_push(ts, wt, &res, false) < 0)
+                    kv_result_free(&res);
+            } else {
+                kv_result_free(&res);
+            }
+        } else if (rc == KV_EUNKNOWNREQ) {
+            rc = node_apply_own(n, w, e, req->id, ts);
+            if (rc == 0)
+                rc = kv_applied_set(w, e->index, e->term);
+        } else if (rc == KV_EAPPLIED) {
+            rc = 0;
+        }
+        plinthpb__request__free_unpacked(req, NULL);
+        return rc;
+    }
+    if (e->type == RAFT_ENTRY_CONF_CHANGE) {
+        rc = node_apply_conf_change(n, w, e, ts);
+        if (rc)
+            return rc;
+    }
+    return kv_applied_set(w, e->index, e->term);
+}
+
+static int persist_and_apply(struct node *n, const struct raft_ready *rd, struct turn_state *ts)
+{
+    kv_wtxn *w;
+    size_t i;
+    int rc;
+    double t0, t1;
+
+    rc = kv_wtxn_begin(n->kv, &w);
+    if (rc)
+        return rc;
+    if (rd->n_entries) {
+        kv_entry *ke = malloc(rd->n_entries * sizeof(*ke));
+        if (!ke) {
+            kv_wtxn_abort(w);
+            return KV_ENOMEM;
+        }
+        for (i = 0; i < rd->n_entries; i++) {
+            ke[i].index = rd->entries[i].index;
+            ke[i].term = rd->entries[i].term;
+            ke[i].type = rd->entries[i].type;
+            ke[i].data = rd->entries[i].data;
+            ke[i].len = rd->entries[i].len;
+        }
+        rc = kv_log_append(w, ke, rd->n_entries);
+        free(ke);
+        if (rc)
+            goto fail;
+    }
+    if (rd->hard_state_changed) {
+        kv_hard_state hs = {rd->hard_state.term, rd->hard_state.vote, rd->hard_state.commit};
+        if ((rc = kv_hard_state_set(w, &hs)) != 0)
+            goto fail;
+    }
+    if (n->ids_unsaved) {
+        if ((rc = kv_ids_set(w, n->cluster_id, n->id)) != 0)
+            goto fail;
+        if ((rc = node_members_save(n, w)) != 0)
+            goto fail;
+    }
+    if (rd->snapshot) {
+        if ((rc = node_conf_state_save(n, w, &rd->snapshot->conf)) != 0)
+            goto fail;
+    }
+    t0 = now_s();
+    for (i = 0; i < rd->n_committed; i++)
+        if ((rc = apply_entry(n, w, &rd->committed[i], ts)) != 0)
+            goto fail;
+    if (rd->conf_state_changed)
+        if ((rc = node_conf_state_save(n, w, &rd->conf_state)) != 0)
+            goto fail;
+    t1 = now_s();
+    if (rd->n_committed)
+        node_hist_observe(&n->metrics.apply, t1 - t0);
+    rc = kv_wtxn_commit(w);
+    if (rc)
+        return rc;
+    {
+        double d = now_s() - t1;
+        node_hist_observe(&n->metrics.backend_commit, d);
+        if (rd->n_entries || rd->hard_state_changed)
+            node_hist_observe(&n->metrics.wal_fsync, d);
+    }
+    n->ids_unsaved = false;
+    return 0;
+fail:
+    kv_wtxn_abort(w);
+    return rc;
+}
+
+static void handle_soft_state(struct node *n, const struct raft_soft_state *ss)
+{
+    int64_t now = node_now_ms();
+    if (ss->leader != n->leader) {
+        if (ss->leader != RAFT_NONE)
+            n->metrics.leader_changes++;
+        node_log(n, LOG_INFO, "leader is now %016" PRIx64 " (term %" PRIu64 ")", ss->leader,
+                 raft_term(n->raft));
+        n->leader = ss->leader;
+        if (ss->leader == RAFT_NONE)
+            n->no_leader_since_ms = now;
+    }
+    if (ss->role != n->role) {
+        if (ss->role == RAFT_LEADER) {
+            kv_lease_promote(n->kv, now);
+            n->leader_since_ms = now;
+        } else if (n->role == RAFT_LEADER) {
+            kv_lease_demote(n->kv);
+        }
+        n->role = ss->role;
+    }
+}
+
+static void process_ready(struct node *n, struct turn_state *ts)
+{
+    struct raft_ready rd;
+    size_t i;
+    int rc, attempt;
+
+    if (raft_ready_get(n->raft, &rd) != 0)
+        return;
+    if (rd.soft_state_changed)
+        handle_soft_state(n, &rd.soft_state);
+
+    /* 1. messages that do not wait for our disk; snapshots go once the state is built */
+    ts->n_snaps = 0;
+    for (i = 0; i < rd.n_msgs; i++) {
+        if (rd.msgs[i].type == RAFT_MSG_SNAPSHOT) {
+            const struct raft_msg **p = realloc(ts->snaps, (ts->n_snaps + 1) * sizeof(*p));
+            if (p) {
+                ts->snaps = p;
+                ts->snaps[ts->n_snaps++] = &rd.msgs[i];
+            }
+        } else {
+            node_send_msgs(n, &rd.msgs[i], 1);
+        }
+    }
+
+    /* 2. an arriving snapshot replaces the store before the turn's transaction */
+    if (rd.snapshot) {
+        rc = node_snapshot_install(n, rd.snapshot);
+        if (rc) {
+            node_log(n, LOG_ERROR, "install snapshot at %" PRIu64 ": %s", rd.snapshot->index,
+                     kv_errmsg(n->kv));
+            exit(1);
+        }
+    }
+    for (attempt = 0;; attempt++) {
+        rc = persist_and_apply(n, &rd, ts);
+        if (rc == 0)
+            break;
+        turn_state_reset(ts);
+        if (!kv_error_is_fatal_txn(rc) || attempt >= 3) {
+            node_log(n, LOG_ERROR, "persist: %s (%s); stopping", kv_strerror(rc), kv_errmsg(n->kv));
+            exit(1);
+        }
+    }
+    n->applied = kv_applied_index(n->kv);
+    n->metrics.proposals_applied = n->applied;
+    n->metrics.proposals_committed = raft_commit_index(n->raft);
+
+    /* 3. messages that promise durability */
+    node_send_msgs(n, rd.msgs_after_persist, rd.n_msgs_after_persist);
+
+    /* 4. answer the clients, serve reads, start snapshot transfers */
+    for (i = 0; i < ts->n_done; i++) {
+        struct waiter *w = ts->done[i].w;
+        waiter_finish(n, w, ST_OK, ts->done[i].own ? NULL : &ts->done[i].res);
+        kv_result_free(&ts->done[i].res);
+    }
+    ts->n_done = 0;
+    if (rd.n_committed) {
+        /* local proposals whose index was applied with another entry lost their place */
+        struct waiter *w = n->whead, *next;
+        for (; w; w = next) {
+            next = w->next;
+            if (w->index && w->index <= n->applied)
+                waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
+        }
+    }
+    reads_answered(n, rd.reads, rd.n_reads);
+    for (i = 0; i < ts->n_snaps; i++)
+        node_snapshots_start(n, ts->snaps[i]);
+    raft_advance(n->raft, &rd);
+    if (ts->members_changed)
+        node_peers_sync(n);
+    if (ts->removed_self) {
+        node_log(n, LOG_WARN, "this member was removed from the cluster; stopping");
+        n->removed = true;
+    }
+}
+
+/* Log compaction after --snapshot-count applied entries, keeping 5000 for followers that
+ * lag a little (etcd's SnapshotCatchUpEntries). After a member is added the whole applied
+ * log goes, so the new member starts from a snapshot that carries the full membership. */
+static void maybe_compact(struct node *n)
+{
+    uint64_t applied = n->applied, keep = 5000, upto;
+    kv_wtxn *w;
+    if (n->compact_now) {
+        n->compact_now = false;
+        keep = 0;
+    } else if (applied < n->last_compact_index + n->cfg.snapshot_count) {
+        return;
+    }
+    if (applied <= keep)
+        return;
+    upto = applied - keep;
+    if (upto < kv_log_first_index(n->kv))
+        return;
+    if (raft_compact(n->raft, upto) != 0)
+        return;
+    if (kv_wtxn_begin(n->kv, &w) != 0)
+        return;
+    if (kv_log_compact(w, upto) != 0) {
+        kv_wtxn_abort(w);
+        return;
+    }
+    if (kv_wtxn_commit(w) == 0) {
+        n->last_compact_index = applied;
+        node_log(n, LOG_INFO, "compacted the Raft log through %" PRIu64, upto);
+    }
+}
+
+void node_turn(struct node *n)
+{
+    static struct turn_state ts;
+    size_t more;
+
+    if (n->in_turn)
+        return;
+    n->in_turn = true;
+    flush_proposals(n);
+    issue_reads(n);
+    while (raft_has_ready(n->raft))
+        process_ready(n, &ts);
+    serve_reads(n);
+    more = kv_watch_notify(n->kv);
+    maybe_compact(n);
+    n->in_turn = false;
+    if (more)
+        node_kick(n);
+    /* proposals held back by a leadership transfer are retried by the tick */
+}
+
+/* ---- ticks ---------------------------------------------------------------------------- */
+
+void node_tick(struct node *n)
+{
+    int64_t now = node_now_ms();
+    struct waiter *w, *next;
+
+    raft_tick(n->raft);
+    for (w = n->whead; w && w->deadline_ms <= now; w = next) {
+        next = w->next;
+        if (w->queued)
+            continue;
+        waiter_finish(n, w, n->leader == RAFT_NONE ? ST_TIMEOUT_LEADER_FAIL : ST_TIMEOUT, NULL);
+    }
+    reads_tick(n, now);
+    if (node_is_leader(n)) {
+        kv_lease_id_t ids[16];
+        size_t k, m = kv_lease_expired(n->kv, now, ids, 16);
+        for (k = 0; k < m; k++)
+            node_propose_lease_revoke(n, ids[k]);
+    }
+    kv_watch_progress_tick(n->kv, now, 600000);
+    node_kick(n);
+}

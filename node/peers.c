@@ -1,0 +1,590 @@
+/* peers — the node's side of the peer transport: Raft messages out and in, proposals
+ * forwarded to the leader, state machine snapshots streamed in chunks, lease keep-alives
+ * relayed to the leader, and round-trip probes. */
+#include "node/node_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node/log.h"
+#include "node/peerwire.h"
+
+#define SNAP_CHUNK (1024 * 1024)
+#define SNAP_QUEUE_MAX (8u * 1024 * 1024)
+#define FORWARD_MAX_BYTES (4u * 1024 * 1024)
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void send_frame(struct node *n, uint64_t to, const Plinthraftpb__PeerFrame *f)
+{
+    uint8_t *buf;
+    size_t len;
+    if (peerwire_pack(f, &buf, &len) < 0)
+        return;
+    net_peer_send(n->peers, to, buf, len);
+    free(buf);
+}
+
+void node_send_msgs(struct node *n, const struct raft_msg *msgs, size_t count)
+{
+    size_t i;
+    for (i = 0; i < count; i++) {
+        uint8_t *buf;
+        size_t len;
+        if (msgs[i].to == n->id)
+            continue;
+        if (peerwire_encode_raft(&msgs[i], &buf, &len) < 0)
+            continue;
+        net_peer_send(n->peers, msgs[i].to, buf, len);
+        free(buf);
+    }
+}
+
+/* ---- forwarding ------------------------------------------------------------------------ */
+
+void node_forward(struct node *n, struct waiter **ws, size_t count)
+{
+    uint64_t leader = raft_leader(n->raft);
+    size_t i = 0;
+    while (i < count) {
+        Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+        Plinthraftpb__Forward fw = PLINTHRAFTPB__FORWARD__INIT;
+        ProtobufCBinaryData *data = malloc((count - i) * sizeof(*data));
+        uint64_t *ids = malloc((count - i) * sizeof(*ids));
+        size_t k = 0, bytes = 0;
+        if (!data || !ids) {
+            free(data);
+            free(ids);
+            return;
+        }
+        while (i < count && (k == 0 || bytes + ws[i]->len < FORWARD_MAX_BYTES)) {
+            data[k].data = ws[i]->data;
+            data[k].len = ws[i]->len;
+            ids[k++] = ws[i]->id;
+            bytes += ws[i]->len;
+            i++;
+        }
+        fw.n_data = k;
+        fw.data = data;
+        fw.n_request_ids = k;
+        fw.request_ids = ids;
+        f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_FORWARD;
+        f.forward = &fw;
+        send_frame(n, leader, &f);
+        free(data);
+        free(ids);
+    }
+}
+
+void node_forward_refuse(struct node *n, uint64_t to, const uint64_t *ids, size_t count, int reason)
+{
+    Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+    Plinthraftpb__ForwardRefused r = PLINTHRAFTPB__FORWARD_REFUSED__INIT;
+    r.n_request_ids = count;
+    r.request_ids = (uint64_t *)ids;
+    r.reason = (uint32_t)reason;
+    f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_REFUSED;
+    f.refused = &r;
+    send_frame(n, to, &f);
+}
+
+void node_forward_conf(struct node *n, uint64_t request_id, const struct raft_conf_change *cc)
+{
+    Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+    Plinthraftpb__Forward fw = PLINTHRAFTPB__FORWARD__INIT;
+    Plinthraftpb__ConfProposal cp = PLINTHRAFTPB__CONF_PROPOSAL__INIT;
+    cp.request_id = request_id;
+    cp.type = cc->type;
+    cp.node = cc->node;
+    cp.context.data = (uint8_t *)cc->context.base;
+    cp.context.len = cc->context.len;
+    fw.conf = &cp;
+    f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_FORWARD;
+    f.forward = &fw;
+    send_frame(n, raft_leader(n->raft), &f);
+}
+
+/* ---- snapshots out --------------------------------------------------------------------- */
+
+static void snap_out_free(struct snap_out *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s->msg_buf);
+    free(s);
+}
+
+static void snap_pump(evutil_socket_t fd, short what, void *arg);
+
+static void snap_schedule(struct node *n, int ms)
+{
+    struct timeval tv = {0, ms * 1000};
+    if (n->snap_ev)
+        evtimer_add(n->snap_ev, &tv);
+}
+
+static void snap_pump(evutil_socket_t fd, short what, void *arg)
+{
+    struct node *n = arg;
+    struct snap_out **pp = &n->snaps_out;
+    (void)fd;
+    (void)what;
+    while (*pp) {
+        struct snap_out *s = *pp;
+        struct net_peer_stats st;
+        bool done = false, failed = false;
+        if (net_peer_stats(n->peers, s->to, &st) != 0) {
+            failed = true;
+        } else if (!st.connected) {
+            failed = true;
+        } else {
+            while (st.queued_bytes < SNAP_QUEUE_MAX && s->off < s->size) {
+                Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+                Plinthraftpb__SnapshotChunk c = PLINTHRAFTPB__SNAPSHOT_CHUNK__INIT;
+                Plinthraftpb__Message *m = NULL;
+                uint8_t *buf = malloc(SNAP_CHUNK);
+                ssize_t r;
+                size_t want = s->size - s->off > SNAP_CHUNK ? SNAP_CHUNK : (size_t)(s->size - s->off);
+                if (!buf)
+                    break;
+                r = pread(s->fd, buf, want, (off_t)s->off);
+                if (r <= 0) {
+                    free(buf);
+                    failed = true;
+                    break;
+                }
+                c.snap_id = s->snap_id;
+                c.offset = s->off;
+                c.total = s->size;
+                c.data.data = buf;
+                c.data.len = (size_t)r;
+                if (s->off == 0) {
+                    m = plinthraftpb__message__unpack(NULL, s->msg_len, s->msg_buf);
+                    c.msg = m;
+                }
+                f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_SNAP;
+                f.snap = &c;
+                {
+                    uint8_t *out;
+                    size_t len;
+                    int rc = -1;
+                    if (peerwire_pack(&f, &out, &len) == 0) {
+                        rc = net_peer_send(n->peers, s->to, out, len);
+                        free(out);
+                    }
+                    if (m)
+                        plinthraftpb__message__free_unpacked(m, NULL);
+                    free(buf);
+                    if (rc == NET_EFULL)
+                        break; /* try again on the next pump */
+                    if (rc != 0) {
+                        failed = true;
+                        break;
+                    }
+                }
+                s->off += (uint64_t)r;
+                net_peer_stats(n->peers, s->to, &st);
+            }
+            if (s->off >= s->size)
+                done = true;
+        }
+        if (done || failed) {
+            *pp = s->next;
+            node_log(n, failed ? LOG_WARN : LOG_INFO, "snapshot to %016" PRIx64 ": %s (%" PRIu64 " bytes)",
+                     s->to, failed ? "failed" : "sent", s->size);
+            raft_report_snapshot(n->raft, s->to, !failed);
+            snap_out_free(s);
+            node_kick(n);
+        } else {
+            pp = &s->next;
+        }
+    }
+    if (n->snaps_out)
+        snap_schedule(n, 5);
+}
+
+void node_snapshots_start(struct node *n, const struct raft_msg *m)
+{
+    struct snap_out *s, **pp;
+    Plinthraftpb__Message pm;
+    void *scratch;
+    char path[1300];
+    struct stat stt;
+    int rc;
+
+    for (pp = &n->snaps_out; *pp; pp = &(*pp)->next)
+        if ((*pp)->to == m->to) { /* a newer snapshot replaces one in flight */
+            struct snap_out *old = *pp;
+            *pp = old->next;
+            snap_out_free(old);
+            break;
+        }
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return;
+    s->fd = -1;
+    s->to = m->to;
+    s->snap_id = ((uint64_t)time(NULL) << 20) ^ m->snapshot->index;
+    if (peerwire_msg_from_raft(m, &pm, &scratch) < 0)
+        goto fail;
+    s->msg_len = plinthraftpb__message__get_packed_size(&pm);
+    s->msg_buf = malloc(s->msg_len ? s->msg_len : 1);
+    if (!s->msg_buf) {
+        free(scratch);
+        goto fail;
+    }
+    plinthraftpb__message__pack(&pm, s->msg_buf);
+    free(scratch);
+    snprintf(path, sizeof path, "%s/snap-out-%016" PRIx64 ".mdb", n->member_dir, m->to);
+    unlink(path);
+    rc = kv_snapshot_write_path(n->kv, path, false);
+    if (rc) {
+        node_log(n, LOG_WARN, "snapshot for %016" PRIx64 ": %s", m->to, kv_errmsg(n->kv));
+        goto fail;
+    }
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    unlink(path); /* the open descriptor keeps the data */
+    if (s->fd < 0 || fstat(s->fd, &stt) != 0)
+        goto fail;
+    s->size = (uint64_t)stt.st_size;
+    node_log(n, LOG_INFO, "sending snapshot at index %" PRIu64 " (%" PRIu64 " bytes) to %016" PRIx64,
+             m->snapshot->index, s->size, m->to);
+    s->next = n->snaps_out;
+    n->snaps_out = s;
+    snap_schedule(n, 0);
+    return;
+fail:
+    snap_out_free(s);
+    /* raft_report_snapshot cannot run inside the ready batch; the core retries anyway
+     * after its snapshot timeout, so just log */
+    node_log(n, LOG_WARN, "could not send a snapshot to %016" PRIx64, m->to);
+}
+
+/* ---- snapshots in ------------------------------------------------------------------------- */
+
+static void snap_in_reset(struct node *n)
+{
+    struct snap_in *si = &n->snap_in;
+    if (si->fd >= 0)
+        close(si->fd);
+    si->fd = -1;
+    free(si->msg_buf);
+    si->msg_buf = NULL;
+    si->snap_id = 0;
+    si->got = si->total = 0;
+}
+
+static void snap_receive(struct node *n, uint64_t from, const Plinthraftpb__SnapshotChunk *c)
+{
+    struct snap_in *si = &n->snap_in;
+    if (c->offset == 0) {
+        snap_in_reset(n);
+        if (!c->msg)
+            return;
+        snprintf(si->path, sizeof si->path, "%s/snap-in.mdb", n->member_dir);
+        si->fd = open(si->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (si->fd < 0) {
+            node_log(n, LOG_WARN, "snapshot: open %s: %s", si->path, strerror(errno));
+            return;
+        }
+        si->msg_len = plinthraftpb__message__get_packed_size(c->msg);
+        si->msg_buf = malloc(si->msg_len ? si->msg_len : 1);
+        if (!si->msg_buf) {
+            snap_in_reset(n);
+            return;
+        }
+        plinthraftpb__message__pack(c->msg, si->msg_buf);
+        si->snap_id = c->snap_id;
+        si->from = from;
+        si->total = c->total;
+        si->ready = false;
+    }
+    if (si->fd < 0 || c->snap_id != si->snap_id || c->offset != si->got)
+        return;
+    if (write(si->fd, c->data.data, c->data.len) != (ssize_t)c->data.len) {
+        node_log(n, LOG_WARN, "snapshot: write %s: %s", si->path, strerror(errno));
+        snap_in_reset(n);
+        return;
+    }
+    si->got += c->data.len;
+    if (si->got >= si->total) {
+        Plinthraftpb__Message *pm;
+        struct peerwire_raft pr;
+        fsync(si->fd);
+        close(si->fd);
+        si->fd = -1;
+        pm = plinthraftpb__message__unpack(NULL, si->msg_len, si->msg_buf);
+        if (pm && peerwire_msg_to_raft(pm, &pr) == 0) {
+            node_log(n, LOG_INFO, "received snapshot at index %" PRIu64 " (%" PRIu64 " bytes)",
+                     pr.msg.snapshot->index, si->total);
+            si->ready = true;
+            si->index = pr.msg.snapshot->index;
+            raft_step(n->raft, &pr.msg);
+            peerwire_raft_release(&pr);
+            node_kick(n);
+        }
+        if (pm)
+            plinthraftpb__message__free_unpacked(pm, NULL);
+    }
+}
+
+int node_snapshot_install(struct node *n, const struct raft_snapshot_meta *meta)
+{
+    struct snap_in *si = &n->snap_in;
+    kv_snap_meta sm = {meta->index, meta->term};
+    int rc;
+    if (!si->ready || si->index != meta->index) {
+        node_log(n, LOG_ERROR, "snapshot at %" PRIu64 " to install, but its data is not here", meta->index);
+        return KV_ENOTFOUND;
+    }
+    rc = kv_restore(n->kv, si->path, &sm);
+    si->ready = false;
+    if (rc)
+        return rc;
+    node_members_load(n);
+    {
+        uint64_t cid = 0, mid = 0;
+        kv_ids_get(n->kv, &cid, &mid);
+        if (cid)
+            n->cluster_id = cid;
+    }
+    n->applied = kv_applied_index(n->kv);
+    n->last_compact_index = n->applied;
+    node_log(n, LOG_INFO, "installed snapshot at index %" PRIu64 " (applied %" PRIu64 ", revision %" PRId64 ")",
+             meta->index, n->applied, kv_current_revision(n->kv));
+    return 0;
+}
+
+/* ---- pings ---------------------------------------------------------------------------- */
+
+void node_peers_ping(struct node *n)
+{
+    int i;
+    for (i = 0; i < n->members.n; i++) {
+        Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+        Plinthraftpb__Ping p = PLINTHRAFTPB__PING__INIT;
+        if (n->members.m[i].id == n->id)
+            continue;
+        p.sent_us = now_us();
+        f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_PING;
+        f.ping = &p;
+        send_frame(n, n->members.m[i].id, &f);
+    }
+}
+
+static void got_ping(struct node *n, uint64_t from, const Plinthraftpb__Ping *p)
+{
+    int i, slot = -1;
+    if (!p->pong) {
+        Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+        Plinthraftpb__Ping r = PLINTHRAFTPB__PING__INIT;
+        r.sent_us = p->sent_us;
+        r.pong = true;
+        f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_PING;
+        f.ping = &r;
+        send_frame(n, from, &f);
+        return;
+    }
+    for (i = 0; i < RAFT_MAX_MEMBERS; i++)
+        if (n->peer_rtt_id[i] == from || (slot < 0 && n->peer_rtt_id[i] == 0))
+            slot = i;
+    for (i = 0; i < RAFT_MAX_MEMBERS; i++)
+        if (n->peer_rtt_id[i] == from)
+            slot = i;
+    if (slot < 0)
+        return;
+    n->peer_rtt_id[slot] = from;
+    n->peer_rtt[slot] = (double)(now_us() - p->sent_us) / 1e6;
+}
+
+/* ---- lease keep-alives relayed to the leader ------------------------------------------ */
+
+void node_lease_renew_remote(struct node *n, uint64_t request_id, int64_t lease_id)
+{
+    Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+    Plinthraftpb__LeaseRenew r = PLINTHRAFTPB__LEASE_RENEW__INIT;
+    r.request_id = request_id;
+    r.lease_id = lease_id;
+    f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_RENEW;
+    f.renew = &r;
+    send_frame(n, raft_leader(n->raft), &f);
+}
+
+static void got_renew(struct node *n, uint64_t from, const Plinthraftpb__LeaseRenew *r)
+{
+    if (r->answer) {
+        node_lease_renew_answer(n, r->request_id, r->lease_id, r->ttl);
+        return;
+    }
+    {
+        Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+        Plinthraftpb__LeaseRenew a = PLINTHRAFTPB__LEASE_RENEW__INIT;
+        int64_t ttl = 0;
+        if (!node_is_leader(n))
+            ttl = -1; /* not the leader any more: the follower retries */
+        else if (kv_lease_renew(n->kv, r->lease_id, node_now_ms(), &ttl) != 0)
+            ttl = 0;
+        a.request_id = r->request_id;
+        a.lease_id = r->lease_id;
+        a.ttl = ttl;
+        a.answer = true;
+        f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_RENEW;
+        f.renew = &a;
+        send_frame(n, from, &f);
+    }
+}
+
+/* ---- transport callbacks -------------------------------------------------------------- */
+
+static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
+{
+    struct node *n = ud;
+    Plinthraftpb__PeerFrame *f = plinthraftpb__peer_frame__unpack(NULL, len, buf);
+    if (!f) {
+        node_log(n, LOG_WARN, "peer %016" PRIx64 ": malformed frame (%zu bytes)", from, len);
+        return;
+    }
+    switch (f->body_case) {
+    case PLINTHRAFTPB__PEER_FRAME__BODY_RAFT: {
+        struct peerwire_raft pr;
+        if (peerwire_msg_to_raft(f->raft, &pr) == 0) {
+            if (pr.msg.from == from)
+                raft_step(n->raft, &pr.msg);
+            peerwire_raft_release(&pr);
+            node_kick(n);
+        }
+        break;
+    }
+    case PLINTHRAFTPB__PEER_FRAME__BODY_FORWARD:
+        if (f->forward->conf)
+            node_conf_forwarded(n, from, f->forward->conf);
+        else
+            node_accept_forward(n, from, f->forward->data, f->forward->request_ids,
+                                f->forward->n_data < f->forward->n_request_ids ? f->forward->n_data
+                                                                               : f->forward->n_request_ids);
+        break;
+    case PLINTHRAFTPB__PEER_FRAME__BODY_REFUSED:
+        node_forward_refused(n, f->refused->request_ids, f->refused->n_request_ids, (int)f->refused->reason);
+        break;
+    case PLINTHRAFTPB__PEER_FRAME__BODY_SNAP:
+        snap_receive(n, from, f->snap);
+        break;
+    case PLINTHRAFTPB__PEER_FRAME__BODY_PING:
+        got_ping(n, from, f->ping);
+        break;
+    case PLINTHRAFTPB__PEER_FRAME__BODY_RENEW:
+        got_renew(n, from, f->renew);
+        break;
+    default:
+        break;
+    }
+    plinthraftpb__peer_frame__free_unpacked(f, NULL);
+}
+
+static void on_peer_down(void *ud, uint64_t peer)
+{
+    struct node *n = ud;
+    struct snap_out **pp;
+    if (peer == raft_leader(n->raft))
+        node_log(n, LOG_INFO, "lost the connection to the leader %016" PRIx64, peer);
+    raft_leader_conn_lost(n->raft, peer);
+    for (pp = &n->snaps_out; *pp; pp = &(*pp)->next)
+        if ((*pp)->to == peer) {
+            struct snap_out *s = *pp;
+            *pp = s->next;
+            raft_report_snapshot(n->raft, peer, false);
+            snap_out_free(s);
+            break;
+        }
+    node_kick(n);
+}
+
+/* The transport's cluster guard: a hash of the cluster token, which every member (also
+ * one joining later, before it knows the cluster id) can compute. */
+static uint64_t token_guard(const char *token)
+{
+    struct node_url_list none = {0};
+    return node_member_id(&none, token, 0);
+}
+
+int node_peers_start(struct node *n, char *err, size_t errlen)
+{
+    struct net_peer_opts o;
+    int i, rc;
+    memset(&o, 0, sizeof o);
+    o.base = n->base;
+    o.server_ctx = n->peer_server_tls;
+    o.client_ctx = n->peer_client_tls;
+    o.self_id = n->id;
+    o.cluster_id = token_guard(n->cfg.initial_cluster_token);
+    o.on_message = on_message;
+    o.on_peer_down = on_peer_down;
+    o.ud = n;
+    o.max_frame = 16u * 1024 * 1024;
+    o.backoff_min_ms = 20;
+    o.backoff_max_ms = 500;
+    o.dial_timeout_ms = 1000;
+    rc = net_peer_transport_new(&o, &n->peers);
+    if (rc) {
+        snprintf(err, errlen, "peer transport: %s", net_strerror(rc));
+        return -1;
+    }
+    for (i = 0; i < n->cfg.listen_peer_urls.n; i++)
+        if (net_peer_listen(n->peers, n->cfg.listen_peer_urls.u[i].raw, err, errlen) != 0)
+            return -1;
+    n->snap_ev = evtimer_new(n->base, snap_pump, n);
+    n->snap_in.fd = -1;
+    node_peers_sync(n);
+    return 0;
+}
+
+void node_peers_sync(struct node *n)
+{
+    int i, k;
+    /* forget peers that left */
+    for (k = 0; k < n->n_peer_ids; k++) {
+        if (!node_member_find(n, n->peer_ids[k])) {
+            net_peer_remove(n->peers, n->peer_ids[k]);
+            n->peer_ids[k--] = n->peer_ids[--n->n_peer_ids];
+        }
+    }
+    for (i = 0; i < n->members.n; i++) {
+        const struct node_member *m = &n->members.m[i];
+        if (m->id == n->id || m->peer_urls.n == 0)
+            continue;
+        if (net_peer_add(n->peers, m->id, m->peer_urls.u[0].raw) != 0)
+            continue;
+        for (k = 0; k < n->n_peer_ids; k++)
+            if (n->peer_ids[k] == m->id)
+                break;
+        if (k == n->n_peer_ids && n->n_peer_ids < RAFT_MAX_MEMBERS)
+            n->peer_ids[n->n_peer_ids++] = m->id;
+    }
+}
+
+void node_peers_free(struct node *n)
+{
+    while (n->snaps_out) {
+        struct snap_out *s = n->snaps_out;
+        n->snaps_out = s->next;
+        snap_out_free(s);
+    }
+    snap_in_reset(n);
+    if (n->snap_ev)
+        event_free(n->snap_ev);
+    n->snap_ev = NULL;
+    net_peer_transport_free(n->peers);
+    n->peers = NULL;
+}
