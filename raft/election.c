@@ -101,6 +101,19 @@ int step_vote(struct raft *r, const struct raft_msg *m)
     bool up_to_date = m->log_term > last_term || (m->log_term == last_term && m->index >= last);
     struct raft_msg resp = {.type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP,
                             .to = m->from};
+    if (pre && r->role == RAFT_PRE_CANDIDATE && (r->campaign_flags & RAFT_MSG_F_LEADER_LOST) &&
+        (m->flags & RAFT_MSG_F_LEADER_LOST)) {
+        /* Every follower of a crashed leader hears of it at once and pre-votes at once;
+         * without timers to break the tie they would split the vote. The better log
+         * (then the lower id) goes on, the other yields. Refusing or yielding a
+         * pre-vote is always safe. */
+        bool equal = m->log_term == last_term && m->index == last;
+        if (!up_to_date || (equal && m->from > r->id)) {
+            resp.reject = true;
+            return send_msg(r, &resp, false);
+        }
+        become_follower(r, r->term, RAFT_NONE);
+    }
     if (can_vote && up_to_date) {
         /* A granted pre-vote answers in the term asked about, so the candidate can
          * tell it from a stale answer. */
