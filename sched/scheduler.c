@@ -1,0 +1,256 @@
+/* scheduler — plinth-scheduler: while leader, places each unscheduled pod on the best
+ * feasible node and binds it by a fenced compare-and-swap on the pod. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched/algo.h"
+#include "sched/daemon.h"
+#include "sched/informer.h"
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 5000
+#define PASS_BUDGET_MS 400
+
+struct pending {
+    const char *key;
+    json_t *pod; /* borrowed from the cache */
+    const char *created;
+};
+
+struct scheduler {
+    struct sched_common *c;
+    struct sched_store *s;
+    struct sched_informer *inf;
+    struct sched_election *el;
+    json_t *backoff;   /* pod key -> [next_try_ms, delay_ms, uid] */
+    uint64_t tiebreak;
+    long binds, unschedulable, conflicts;
+};
+
+static int cmp_pending(const void *a, const void *b)
+{
+    const struct pending *x = a, *y = b;
+    int c = strcmp(x->created, y->created);
+    return c ? c : strcmp(x->key, y->key);
+}
+
+static bool pod_terminated(const json_t *pod)
+{
+    const char *ph = sched_obj_str(pod, "status.phase");
+    return !strcmp(ph, "Succeeded") || !strcmp(ph, "Failed");
+}
+
+static bool node_ready(const json_t *node)
+{
+    json_t *c = sched_condition_get(node, "Ready");
+    const char *st = json_string_value(json_object_get(c, "status"));
+    return st && !strcmp(st, "True");
+}
+
+/* Builds the node table with the requests of every pod already bound. */
+static struct sched_node_info *node_table(struct scheduler *sc, json_t *index, size_t *count)
+{
+    json_t *nodes = sched_informer_objects(sc->inf, SCHED_NODE);
+    size_t n = json_object_size(nodes), i = 0;
+    struct sched_node_info *t = calloc(n ? n : 1, sizeof(*t));
+    const char *key;
+    json_t *node;
+    if (!t) return NULL;
+    json_object_foreach(nodes, key, node) {
+        struct sched_node_info *ni = &t[i];
+        ni->name = sched_obj_name(node);
+        ni->ready = node_ready(node);
+        ni->unschedulable = json_is_true(sched_obj_get(node, "spec.unschedulable"));
+        ni->cpu_cap = sched_obj_cpu(node, "status.capacity.cpu");
+        ni->mem_cap = sched_obj_int(node, "status.capacity.memory", 0);
+        ni->pods_cap = sched_obj_int(node, "status.capacity.pods", 110);
+        ni->labels = sched_obj_get(node, "metadata.labels");
+        ni->taints = sched_obj_get(node, "spec.taints");
+        json_object_set_new(index, ni->name, json_integer((json_int_t)i));
+        i++;
+    }
+    json_t *pods = sched_informer_objects(sc->inf, SCHED_POD);
+    json_t *pod;
+    json_object_foreach(pods, key, pod) {
+        const char *nn = sched_obj_str(pod, "spec.nodeName");
+        if (!*nn || pod_terminated(pod)) continue;
+        json_t *ix = json_object_get(index, nn);
+        if (!ix) continue;
+        struct sched_pod_req r;
+        sched_pod_req_from(pod, &r);
+        sched_node_account(&t[json_integer_value(ix)], &r, +1);
+    }
+    *count = n;
+    return t;
+}
+
+/* Returns true when the pod may be tried now (not inside its backoff window). */
+static bool backoff_allows(struct scheduler *sc, const char *key, const json_t *pod, int64_t now)
+{
+    json_t *b = json_object_get(sc->backoff, key);
+    if (!b) return true;
+    const char *uid = json_string_value(json_array_get(b, 2));
+    if (!uid || strcmp(uid, sched_obj_str(pod, "metadata.uid")) != 0) {
+        json_object_del(sc->backoff, key);
+        return true;
+    }
+    return json_integer_value(json_array_get(b, 0)) <= now;
+}
+
+static void backoff_bump(struct scheduler *sc, const char *key, const json_t *pod, int64_t now)
+{
+    json_t *b = json_object_get(sc->backoff, key);
+    int64_t delay = b ? json_integer_value(json_array_get(b, 1)) * 2 : BACKOFF_MIN_MS;
+    if (delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
+    json_object_set_new(sc->backoff, key,
+                        json_pack("[IIs]", (json_int_t)(now + delay), (json_int_t)delay,
+                                  sched_obj_str(pod, "metadata.uid")));
+}
+
+/* Returns 0 to go on, 1 to end the pass (leadership lost or store trouble). */
+static int bind_one(struct scheduler *sc, struct pending *p, struct sched_node_info *nodes,
+                    size_t nn, int64_t now)
+{
+    struct sched_pod_req req;
+    char reason[512];
+    sched_pod_req_from(p->pod, &req);
+    int k = sched_pick(nodes, nn, &req, sc->tiebreak++, reason, sizeof(reason));
+    const struct sched_fence *f = sched_election_fence(sc->el);
+    if (!f) return 1;
+    json_t *upd = json_deep_copy(p->pod);
+    if (!upd) return 1;
+    int rc;
+    if (k >= 0) {
+        sched_obj_set(upd, "spec.nodeName", json_string(nodes[k].name));
+        sched_condition_set(upd, "PodScheduled", "True", NULL, NULL);
+        rc = sched_store_update_obj(sc->s, upd, f);
+        if (rc == 0) {
+            sched_node_account(&nodes[k], &req, +1);
+            sc->binds++;
+            json_object_del(sc->backoff, p->key);
+            if (sc->c->verbose) sched_log("bound %s to %s", p->key, nodes[k].name);
+        }
+    } else {
+        bool changed = sched_condition_set(upd, "PodScheduled", "False", "Unschedulable", reason);
+        rc = changed ? sched_store_update_obj(sc->s, upd, f) : 0;
+        if (rc == 0) {
+            if (changed) sched_log("cannot place %s: %s", p->key, reason);
+            sc->unschedulable++;
+        }
+        backoff_bump(sc, p->key, p->pod, now);
+    }
+    json_decref(upd);
+    switch (rc) {
+    case 0:
+        return 0;
+    case SCHED_ECONFLICT:
+    case SCHED_ENOTFOUND:
+        /* the pod changed or went away since the cache saw it: the watch brings the news */
+        sc->conflicts++;
+        return 0;
+    case SCHED_ENOTLEADER:
+        sched_log("bind stopped: %s", sched_store_errmsg(sc->s));
+        return 1;
+    default:
+        sched_log("bind %s: %s", p->key, sched_store_errmsg(sc->s));
+        return 1;
+    }
+}
+
+static void schedule_pass(struct scheduler *sc)
+{
+    int64_t start = sched_now_ms();
+    json_t *pods = sched_informer_objects(sc->inf, SCHED_POD);
+    size_t cap = json_object_size(pods), n = 0;
+    struct pending *pend = calloc(cap ? cap : 1, sizeof(*pend));
+    const char *key;
+    json_t *pod;
+    if (!pend) return;
+    json_object_foreach(pods, key, pod) {
+        if (*sched_obj_str(pod, "spec.nodeName") || pod_terminated(pod)) continue;
+        if (!backoff_allows(sc, key, pod, start)) continue;
+        pend[n].key = key;
+        pend[n].pod = pod;
+        pend[n].created = sched_obj_str(pod, "metadata.creationTimestamp");
+        n++;
+    }
+    if (n == 0) {
+        free(pend);
+        return;
+    }
+    qsort(pend, n, sizeof(*pend), cmp_pending);
+    json_t *index = json_object();
+    size_t nn = 0;
+    struct sched_node_info *nodes = node_table(sc, index, &nn);
+    for (size_t i = 0; nodes && i < n; i++) {
+        if (bind_one(sc, &pend[i], nodes, nn, start)) break;
+        /* keep the lease renewed during long passes */
+        if (sched_now_ms() - start > PASS_BUDGET_MS) break;
+    }
+    free(nodes);
+    json_decref(index);
+    free(pend);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: plinth-scheduler [flags]\n"
+               "Places pods on nodes. Several may run; one leads (election prefix\n"
+               "/plinth/election/scheduler/), the others stand by.\n\nflags:\n%s"
+               "  -h, --help           this text\n", sched_common_help);
+}
+
+int sched_scheduler_main(int argc, char **argv)
+{
+    struct sched_common c;
+    sched_log_set_name("plinth-scheduler");
+    sched_common_init(&c, "scheduler");
+    for (int i = 1; i < argc; i++) {
+        int r = sched_common_flag(&c, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r) continue;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        fprintf(stderr, "plinth-scheduler: unknown flag %s\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    struct scheduler sc = {.c = &c};
+    if (sched_common_store(&c, &sc.s)) return 1;
+    sched_informer_new(sc.s, "/registry/", NULL, NULL, &sc.inf);
+    struct sched_election_opts eo = {.prefix = "/plinth/election/scheduler/", .id = c.name,
+                                     .ttl = c.lease_ttl};
+    sched_election_new(sc.s, &eo, &sc.el);
+    sc.backoff = json_object();
+    sched_signals_install();
+    sched_log("%s starting (endpoints %s, lease ttl %d s)", c.name, c.endpoints, c.lease_ttl);
+    bool was_leader = false;
+    int64_t last_stats = sched_now_ms();
+    while (!sched_stopping()) {
+        bool leader = sched_election_step(sc.el);
+        if (leader != was_leader) {
+            sched_log("%s", leader ? "acting as leader" : "standing by");
+            was_leader = leader;
+        }
+        int rc = sched_informer_poll(sc.inf, leader ? 20 : 100);
+        if (rc < 0 && c.verbose) sched_log("cache: %s", sched_store_errmsg(sc.s));
+        if (leader && sched_informer_synced(sc.inf) &&
+            sched_informer_rev(sc.inf) >= sched_store_last_write_rev(sc.s))
+            schedule_pass(&sc);
+        if (c.verbose && sched_now_ms() - last_stats > 5000) {
+            sched_log("binds %ld unschedulable %ld conflicts %ld", sc.binds, sc.unschedulable,
+                      sc.conflicts);
+            last_stats = sched_now_ms();
+        }
+    }
+    sched_log("stopping: resigning (binds %ld)", sc.binds);
+    sched_election_resign(sc.el);
+    sched_election_free(sc.el);
+    sched_informer_free(sc.inf);
+    json_decref(sc.backoff);
+    sched_store_close(sc.s);
+    return 0;
+}
