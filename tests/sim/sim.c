@@ -455,6 +455,9 @@ static void propose(struct world *w, const char *tag)
     struct sim_node *l = leader(w);
     if (!l)
         return;
+    /* clients back off while the leader cannot commit (bounded uncommitted tail) */
+    if (raft_last_index(l->r) > raft_commit_index(l->r) + 48 && strcmp(tag, "live"))
+        return;
     char buf[64];
     int len = snprintf(buf, sizeof(buf), "%s-%llu-%llu", tag, (unsigned long long)w->seed,
                        (unsigned long long)++w->prop_ctr);
