@@ -593,9 +593,13 @@ static int persist_and_apply(struct node *n, const struct raft_ready *rd, struct
             goto fail;
     }
     if (n->ids_unsaved) {
+        struct raft_conf_state c;
         if ((rc = kv_ids_set(w, n->cluster_id, n->id)) != 0)
             goto fail;
         if ((rc = node_members_save(n, w)) != 0)
+            goto fail;
+        raft_conf_state(n->raft, &c); /* the founding membership, for restarts */
+        if (c.n_voters && (rc = node_conf_state_save(n, w, &c)) != 0)
             goto fail;
     }
     if (rd->snapshot) {
@@ -639,6 +643,16 @@ static void handle_soft_state(struct node *n, const struct raft_soft_state *ss)
         n->leader = ss->leader;
         if (ss->leader == RAFT_NONE)
             n->no_leader_since_ms = now;
+        /* proposals forwarded to a leader that is gone may or may not commit: tell the
+         * clients now rather than at the request timeout (etcd: "leader changed") */
+        {
+            struct waiter *w = n->whead, *next;
+            for (; w; w = next) {
+                next = w->next;
+                if (w->fwd_to && w->fwd_to != ss->leader && !w->queued)
+                    waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
+            }
+        }
     }
     if (ss->role != n->role) {
         if (ss->role == RAFT_LEADER) {

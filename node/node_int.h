@@ -56,6 +56,7 @@ struct waiter {
     size_t len;
     uint64_t index;              /* index given by the local raft_propose, or 0 */
     uint64_t term;
+    uint64_t fwd_to;             /* the leader it was forwarded to, or 0 */
     int tries;
     bool queued;                 /* in n->props waiting for the next turn */
     struct waiter *hnext;        /* hash chain */

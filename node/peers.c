@@ -73,6 +73,7 @@ void node_forward(struct node *n, struct waiter **ws, size_t count)
             data[k].data = ws[i]->data;
             data[k].len = ws[i]->len;
             ids[k++] = ws[i]->id;
+            ws[i]->fwd_to = leader;
             bytes += ws[i]->len;
             i++;
         }

@@ -1,0 +1,100 @@
+#!/bin/bash
+# test_server_basic — a 3-member TLS plinth cluster on loopback driven by etcdctl:
+# put/get/prefix/del/txn, watch from a past revision, lease expiry, member list,
+# endpoint status, snapshot save; then SIGKILL of the leader and writes resuming.
+# Prints "# plinth-result: P passed, F failed" (one check per assertion).
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+export PLINTH_BIN=${PLINTH_BIN:-$BUILD/bin/plinth}
+CL=$ROOT/scripts/cluster.sh
+D=$(mktemp -d "${TMPDIR:-/tmp}/plinth-basic-XXXXXX")
+pass=0; fail=0
+
+cleanup() {
+    "$CL" stop "$D" >/dev/null 2>&1
+    rm -rf "$D"
+}
+trap cleanup EXIT
+
+check() { # name, then a command that must succeed
+    local name=$1; shift
+    if "$@"; then pass=$((pass + 1)); echo "ok   $name"
+    else fail=$((fail + 1)); echo "FAIL $name"; fi
+}
+result() { echo "# plinth-result: $pass passed, $fail failed"; [ $fail = 0 ]; exit $?; }
+
+if ! "$CL" start 3 "$D" >"$D/start.log" 2>&1; then
+    cat "$D/start.log"
+    check "cluster of 3 starts" false
+    result
+fi
+check "cluster of 3 starts" true
+CERTS="--cacert=$D/certs/ca.pem --cert=$D/certs/client.pem --key=$D/certs/client-key.pem"
+EPS=$(cat "$D/endpoints")
+ctl() { ETCDCTL_API=3 etcdctl --endpoints="$EPS" $CERTS --dial-timeout=2s --command-timeout=5s "$@"; }
+ctl_at() { local ep=$1; shift; ETCDCTL_API=3 etcdctl --endpoints="$ep" $CERTS --dial-timeout=1s --command-timeout=2s "$@"; }
+
+# --- KV -------------------------------------------------------------------------------
+check "put foo" test "$(ctl put foo bar 2>&1)" = "OK"
+check "get foo" test "$(ctl get foo 2>&1 | tr '\n' ' ')" = "foo bar "
+REV1=$(ctl get foo -w json | sed -E 's/.*"mod_revision":([0-9]+).*/\1/')
+check "put p/a p/b" bash -c "[ \"\$(ETCDCTL_API=3 etcdctl --endpoints=$EPS $CERTS put p/a 1)\" = OK ] && [ \"\$(ETCDCTL_API=3 etcdctl --endpoints=$EPS $CERTS put p/b 2)\" = OK ]"
+check "get --prefix" test "$(ctl get --prefix p/ --keys-only 2>&1 | grep -c '^p/')" = 2
+check "get on every member (linearizable)" bash -c "for ep in \$(echo $EPS | tr , ' '); do ETCDCTL_API=3 etcdctl --endpoints=\$ep $CERTS get p/b --print-value-only | grep -qx 2 || exit 1; done"
+check "get --consistency=s" test "$(ctl get p/a --print-value-only --consistency=s 2>&1)" = "1"
+check "del foo" test "$(ctl del foo 2>&1)" = "1"
+check "get deleted foo is empty" test -z "$(ctl get foo 2>&1)"
+out=$(printf 'value("p/a") = "1"\n\nput p/c 3\n\nput p/c 4\n\n' | ctl txn 2>&1)
+check "txn success branch" test "$(echo "$out" | head -1)" = "SUCCESS"
+check "txn wrote p/c" test "$(ctl get p/c --print-value-only 2>&1)" = "3"
+check "empty key refused" bash -c "ETCDCTL_API=3 etcdctl --endpoints=$EPS $CERTS put '' x 2>&1 | grep -q 'key is not provided'"
+
+# --- watch from a past revision ------------------------------------------------------
+wout=$(timeout 4 env ETCDCTL_API=3 etcdctl --endpoints="$EPS" $CERTS watch --rev="$REV1" --prefix p/ 2>&1)
+check "watch --rev replays p/a" bash -c "echo \"$wout\" | grep -qx p/a"
+check "watch --rev replays p/c" bash -c "echo \"$wout\" | grep -qx p/c"
+
+# --- lease expiry -------------------------------------------------------------------
+LID=$(ctl lease grant 2 2>&1 | awk '/granted/ {print $2}')
+check "lease grant" test -n "$LID"
+check "put --lease" test "$(ctl put --lease="$LID" leased v 2>&1)" = "OK"
+check "leased key present" test "$(ctl get leased --print-value-only 2>&1)" = "v"
+gone=0
+for i in $(seq 1 40); do
+    sleep 0.25
+    [ -z "$(ctl get leased 2>/dev/null)" ] && { gone=1; break; }
+done
+check "lease expiry deletes the key" test $gone = 1
+
+# --- cluster and maintenance -----------------------------------------------------------
+check "member list has 3 started members" test "$(ctl member list 2>&1 | grep -c ', started, m')" = 3
+st=$(ctl endpoint status 2>&1)
+check "endpoint status on 3 members" test "$(echo "$st" | grep -c '3.5.0')" = 3
+check "exactly one leader" test "$(echo "$st" | grep -c ', true, ')" = 1
+ep1=$(echo "$EPS" | cut -d, -f1)
+check "snapshot save" bash -c "ETCDCTL_API=3 etcdctl --endpoints=$ep1 $CERTS snapshot save $D/snap.db >/dev/null 2>&1 && [ -s $D/snap.db ]"
+
+# --- kill -9 the leader -----------------------------------------------------------------
+leader=""
+while read -r name c p m; do
+    if curl -s "$m/metrics" | grep -q '^etcd_server_is_leader 1'; then leader=$name; fi
+done <"$D/members"
+check "leader found through /metrics" test -n "$leader"
+others=$(awk -v l="$leader" '$1 != l {print $2}' "$D/members" | paste -sd, -)
+ctl_at "$others" put before-kill 1 >/dev/null 2>&1
+"$CL" kill "$D" "$leader" KILL >/dev/null 2>&1
+t0=$(date +%s%N)
+ok=0
+for i in $(seq 1 100); do
+    if [ "$(ctl_at "$others" put after-kill "$i" 2>/dev/null)" = "OK" ]; then ok=1; break; fi
+    sleep 0.05
+done
+t1=$(date +%s%N)
+echo "# failover: first acknowledged put $(( (t1 - t0) / 1000000 )) ms after SIGKILL of $leader"
+check "writes resume after SIGKILL of the leader" test $ok = 1
+check "data survives the failover" test "$(ctl_at "$others" get p/c --print-value-only 2>&1)" = "3"
+check "new leader elected" test "$(ctl_at "$others" endpoint status 2>&1 | grep -c ', true, ')" = 1
+
+result
