@@ -89,10 +89,24 @@ void send_append(struct raft *r, struct progress *pr, bool send_if_empty)
     }
 }
 
+/* Pipelining (dissertation §10.2.1): keep up to max_inflight appends outstanding. */
+static void fill_window(struct raft *r, struct progress *pr)
+{
+    while (pr->state == RAFT_PROGRESS_REPLICATE && !pr_paused(r, pr) &&
+           pr->next <= log_last(&r->log)) {
+        raft_index_t before = pr->next;
+        send_append(r, pr, false);
+        if (pr->next == before)
+            break;
+    }
+}
+
 void bcast_append(struct raft *r)
 {
-    for (size_t i = 0; i < r->n_prs; i++)
+    for (size_t i = 0; i < r->n_prs; i++) {
         send_append(r, &r->prs[i], true);
+        fill_window(r, &r->prs[i]);
+    }
 }
 
 void bcast_heartbeat(struct raft *r)
@@ -244,14 +258,7 @@ void handle_append_resp(struct raft *r, const struct raft_msg *m)
         bcast_append(r);
     else
         send_append(r, pr, false);
-    /* keep filling the window */
-    while (pr->state == RAFT_PROGRESS_REPLICATE && !pr_paused(r, pr) &&
-           pr->next <= log_last(&r->log)) {
-        raft_index_t before = pr->next;
-        send_append(r, pr, false);
-        if (pr->next == before)
-            break;
-    }
+    fill_window(r, pr);
     transfer_check(r, pr);
 }
 
