@@ -1,0 +1,440 @@
+/* watch.c — the watch hub. Synced watchers get the events of each commit as it is
+ * fanned out; a watcher whose owner is busy, or one that starts in the past, is
+ * unsynced and catches up by reading kv_rev from its next revision in bounded batches,
+ * then rejoins. The hub never buffers events for a slow watcher, so its memory does not
+ * grow with one (etcd's synced/unsynced watcher groups). */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "kv/kv_int.h"
+
+#define CATCHUP_BUDGET 8
+
+static void batch_free(ev_batch *b)
+{
+    arena_free(b->arena);
+    free(b->evs);
+    free(b);
+}
+
+void watch_commit(kv_store *s, ev_batch *b)
+{
+    if (s->pending_tail)
+        s->pending_tail->next = b;
+    else
+        s->pending = b;
+    s->pending_tail = b;
+}
+
+static void free_pending(kv_store *s)
+{
+    while (s->pending) {
+        ev_batch *n = s->pending->next;
+        batch_free(s->pending);
+        s->pending = n;
+    }
+    s->pending_tail = NULL;
+}
+
+static void watcher_free(struct kv_watcher *w)
+{
+    free(w->key);
+    free(w->end);
+    free(w);
+}
+
+void watch_free_all(kv_store *s)
+{
+    struct kv_watcher *w = s->watchers;
+    while (w) {
+        struct kv_watcher *n = w->next;
+        watcher_free(w);
+        w = n;
+    }
+    s->watchers = NULL;
+    s->n_watchers = 0;
+    free_pending(s);
+}
+
+void watch_reset_after_restore(kv_store *s)
+{
+    free_pending(s);
+    for (struct kv_watcher *w = s->watchers; w; w = w->next)
+        w->synced = false;
+}
+
+int kv_watch_create(kv_store *s, const kv_watch_opts *o, kv_watcher **out)
+{
+    *out = NULL;
+    if (s->wtxn)
+        return kv_seterr(s, KV_EBUSY, "kv: watch: a write transaction is open");
+    if (!o->fn)
+        return kv_seterr(s, KV_EINVAL, "kv: watch: no callback");
+    if (o->start_revision > 0 && o->start_revision < s->compact_rev)
+        return KV_ECOMPACTED;
+    struct kv_watcher *w = calloc(1, sizeof(*w));
+    if (!w)
+        return KV_ENOMEM;
+    w->s = s;
+    w->key = malloc(o->key_len ? o->key_len : 1);
+    w->key_len = o->key_len;
+    if (w->key && o->key_len)
+        memcpy(w->key, o->key, o->key_len);
+    if (o->range_end_len) {
+        w->end = malloc(o->range_end_len);
+        if (w->end)
+            memcpy(w->end, o->range_end, o->range_end_len);
+        w->end_len = o->range_end_len;
+    }
+    if (!w->key || (o->range_end_len && !w->end)) {
+        watcher_free(w);
+        return KV_ENOMEM;
+    }
+    w->no_put = o->no_put;
+    w->no_delete = o->no_delete;
+    w->prev_kv = o->prev_kv;
+    w->progress_notify = o->progress_notify;
+    w->watch_id = o->watch_id;
+    w->owner = o->owner;
+    w->fn = o->fn;
+    w->next_rev = o->start_revision > 0 ? o->start_revision : s->rev + 1;
+    w->synced = w->next_rev > s->rev;
+    w->next = s->watchers;
+    s->watchers = w;
+    s->n_watchers++;
+    *out = w;
+    return 0;
+}
+
+void kv_watch_cancel(kv_watcher *w)
+{
+    if (!w || w->canceled)
+        return;
+    kv_store *s = w->s;
+    w->canceled = true;
+    s->n_watchers--;
+    if (s->in_notify) {
+        s->need_reap = true; /* freed when the hub is done with it */
+        return;
+    }
+    for (struct kv_watcher **pp = &s->watchers; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    watcher_free(w);
+}
+
+void kv_watch_resume(kv_watcher *w)
+{
+    if (w)
+        w->blocked = false;
+}
+
+bool kv_watch_synced(const kv_watcher *w)
+{
+    return w && w->synced && !w->canceled;
+}
+
+static void reap(kv_store *s)
+{
+    struct kv_watcher **pp = &s->watchers;
+    while (*pp) {
+        struct kv_watcher *w = *pp;
+        if (w->canceled) {
+            *pp = w->next;
+            watcher_free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+    s->need_reap = false;
+}
+
+static bool wants(const struct kv_watcher *w, bool del, const uint8_t *k, size_t kl)
+{
+    if (del ? w->no_delete : w->no_put)
+        return false;
+    return in_range(k, kl, w->key, w->key_len, w->end, w->end_len);
+}
+
+static int deliver(struct kv_watcher *w, Mvccpb__Event **evs, size_t n, bool progress,
+                   kv_rev_t compact)
+{
+    kv_watch_event_batch b = {.w = w, .owner = w->owner, .watch_id = w->watch_id,
+                              .revision = w->s->rev, .compact_revision = compact,
+                              .progress = progress, .n_events = n, .events = evs};
+    int rc = w->fn(&b);
+    if (rc == KV_WATCH_TAKEN)
+        w->last_ms = -1; /* delivered since the last progress tick */
+    return rc;
+}
+
+static Mvccpb__KeyValue *mkkv(kv_arena *a, const uint8_t *k, size_t kl, kv_rev_t create,
+                              kv_rev_t mod, kv_rev_t ver, const uint8_t *v, size_t vl,
+                              kv_lease_id_t lease)
+{
+    Mvccpb__KeyValue *kv = arena_alloc(a, sizeof(*kv));
+    if (!kv)
+        return NULL;
+    mvccpb__key_value__init(kv);
+    kv->key.data = (uint8_t *)k;
+    kv->key.len = kl;
+    kv->create_revision = create;
+    kv->mod_revision = mod;
+    kv->version = ver;
+    kv->value.data = (uint8_t *)v;
+    kv->value.len = vl;
+    kv->lease = lease;
+    return kv;
+}
+
+static Mvccpb__Event *event_from_ev(kv_arena *a, const ev *e, bool want_prev)
+{
+    Mvccpb__Event *x = arena_alloc(a, sizeof(*x));
+    if (!x)
+        return NULL;
+    mvccpb__event__init(x);
+    if (e->del) {
+        x->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
+        x->kv = mkkv(a, e->key, e->key_len, 0, e->rev, 0, NULL, 0, 0);
+    } else {
+        x->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
+        x->kv = mkkv(a, e->key, e->key_len, e->create, e->rev, e->version, e->value,
+                     e->value_len, e->lease);
+    }
+    if (want_prev && e->has_prev)
+        x->prev_kv = mkkv(a, e->key, e->key_len, e->pcreate, e->pmod, e->pversion, e->pvalue,
+                          e->pvalue_len, e->please);
+    return x->kv ? x : NULL;
+}
+
+/* live fan-out of one committed batch */
+static void fan_out(kv_store *s, ev_batch *b)
+{
+    Mvccpb__Event **evs = NULL;
+    size_t cap = 0;
+    for (struct kv_watcher *w = s->watchers; w; w = w->next) {
+        if (w->canceled || !w->synced || w->next_rev > b->last_rev)
+            continue;
+        if (!b->recorded) {
+            w->synced = false; /* the events were not kept: read them from the store */
+            continue;
+        }
+        kv_arena *a = arena_new();
+        size_t n = 0;
+        bool oom = !a;
+        for (size_t i = 0; i < b->n && !oom; i++) {
+            const ev *e = &b->evs[i];
+            if (e->rev < w->next_rev || !wants(w, e->del, e->key, e->key_len))
+                continue;
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 64;
+                Mvccpb__Event **nv = realloc(evs, nc * sizeof(*nv));
+                if (!nv) {
+                    oom = true;
+                    break;
+                }
+                evs = nv;
+                cap = nc;
+            }
+            if (!(evs[n] = event_from_ev(a, e, w->prev_kv)))
+                oom = true;
+            else
+                n++;
+        }
+        if (oom) {
+            w->synced = false;
+        } else if (n == 0) {
+            w->next_rev = b->last_rev + 1;
+        } else if (deliver(w, evs, n, false, 0) == KV_WATCH_TAKEN) {
+            w->next_rev = b->last_rev + 1;
+        } else {
+            w->synced = false;
+            w->blocked = true;
+        }
+        arena_free(a);
+    }
+    free(evs);
+}
+
+/* one catch-up batch for an unsynced watcher: whole revisions from next_rev */
+static int catch_up(kv_store *s, struct kv_watcher *w)
+{
+    if (w->next_rev < s->compact_rev) {
+        if (deliver(w, NULL, 0, false, s->compact_rev) == KV_WATCH_TAKEN)
+            w->compacted = true;
+        else
+            w->blocked = true;
+        return 0;
+    }
+    if (w->next_rev > s->rev) {
+        w->synced = true;
+        return 0;
+    }
+    MDB_txn *txn;
+    bool cached;
+    int err = rtxn_get(s, &txn, &cached);
+    if (err)
+        return err;
+    MDB_cursor *c = NULL, *kc = NULL;
+    kv_arena *a = arena_new();
+    Mvccpb__Event **evs = NULL;
+    size_t n = 0, cap = 0, scanned = 0;
+    size_t max_ev = s->opt.watch_batch_events, max_scan = max_ev * 10;
+    kv_rev_t upto = w->next_rev - 1; /* revisions fully read */
+    int rc = a ? mdb_cursor_open(txn, s->dbi_rev, &c) : ENOMEM;
+    if (!rc)
+        rc = mdb_cursor_open(txn, s->dbi_key, &kc);
+    if (!rc) {
+        uint8_t kb[16];
+        rev_key(kb, w->next_rev, 0);
+        MDB_val k = {16, kb}, v;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        kv_rev_t cur_rev = 0;
+        bool early = false;
+        while (rc == 0) {
+            rec r;
+            if (rec_decode(&k, &v, &r)) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            if (r.mod > s->rev)
+                break;
+            if (r.mod != cur_rev) {
+                /* a revision boundary: stop here if the batch is full */
+                if (cur_rev && (n >= max_ev || scanned >= max_scan)) {
+                    early = true;
+                    break;
+                }
+                cur_rev = r.mod;
+            }
+            scanned++;
+            if (wants(w, r.tomb, r.key, r.key_len)) {
+                if (n == cap) {
+                    size_t nc = cap ? cap * 2 : 64;
+                    Mvccpb__Event **nv = realloc(evs, nc * sizeof(*nv));
+                    if (!nv) {
+                        rc = ENOMEM;
+                        break;
+                    }
+                    evs = nv;
+                    cap = nc;
+                }
+                Mvccpb__Event *x = arena_alloc(a, sizeof(*x));
+                if (!x) {
+                    rc = ENOMEM;
+                    break;
+                }
+                mvccpb__event__init(x);
+                uint8_t *key = arena_dup(a, r.key, r.key_len);
+                if (r.tomb) {
+                    x->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
+                    x->kv = mkkv(a, key, r.key_len, 0, r.mod, 0, NULL, 0, 0);
+                } else {
+                    x->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
+                    x->kv = mkkv(a, key, r.key_len, r.create, r.mod, r.version,
+                                 arena_dup(a, r.value, r.value_len), r.value_len, r.lease);
+                }
+                if (w->prev_kv) {
+                    /* the key's revision just below this one, if live and still stored */
+                    uint8_t d[DUP_LEN];
+                    dup_encode(d, r.mod, r.sub, false);
+                    MDB_val kk = {r.key_len, (void *)r.key}, dv = {DUP_LEN, d};
+                    if (mdb_cursor_get(kc, &kk, &dv, MDB_GET_BOTH_RANGE) == 0 &&
+                        mdb_cursor_get(kc, &kk, &dv, MDB_PREV_DUP) == 0 &&
+                        !(((uint8_t *)dv.mv_data)[16] & REC_TOMB)) {
+                        uint8_t pk[16];
+                        memcpy(pk, dv.mv_data, 16);
+                        MDB_val pkv = {16, pk}, pv;
+                        rec pr;
+                        if (mdb_get(txn, s->dbi_rev, &pkv, &pv) == 0 &&
+                            rec_decode(&pkv, &pv, &pr) == 0)
+                            x->prev_kv = mkkv(a, key, r.key_len, pr.create, pr.mod, pr.version,
+                                              arena_dup(a, pr.value, pr.value_len),
+                                              pr.value_len, pr.lease);
+                    }
+                }
+                if (!x->kv) {
+                    rc = ENOMEM;
+                    break;
+                }
+                evs[n++] = x;
+            }
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+        if (rc == 0)
+            upto = early ? cur_rev : s->rev;
+    }
+    if (kc)
+        mdb_cursor_close(kc);
+    if (c)
+        mdb_cursor_close(c);
+    rtxn_put(s, txn, cached);
+    if (rc) {
+        arena_free(a);
+        free(evs);
+        return rc == ENOMEM ? KV_ENOMEM : lmdb_err(s, rc, "watch catch-up");
+    }
+    if (n == 0 || deliver(w, evs, n, false, 0) == KV_WATCH_TAKEN) {
+        w->next_rev = upto + 1;
+        if (w->next_rev > s->rev)
+            w->synced = true;
+    } else {
+        w->blocked = true;
+    }
+    arena_free(a);
+    free(evs);
+    return 0;
+}
+
+size_t kv_watch_notify(kv_store *s)
+{
+    s->in_notify = true;
+    while (s->pending) {
+        ev_batch *b = s->pending;
+        s->pending = b->next;
+        if (!s->pending)
+            s->pending_tail = NULL;
+        fan_out(s, b);
+        batch_free(b);
+    }
+    int budget = CATCHUP_BUDGET;
+    for (struct kv_watcher *w = s->watchers; w && budget > 0; w = w->next) {
+        if (w->canceled || w->synced || w->blocked || w->compacted)
+            continue;
+        if (catch_up(s, w))
+            break; /* storage trouble: try again on the next call */
+        budget--;
+    }
+    size_t left = 0;
+    for (struct kv_watcher *w = s->watchers; w; w = w->next)
+        if (!w->canceled && !w->synced && !w->blocked && !w->compacted)
+            left++;
+    s->in_notify = false;
+    if (s->need_reap)
+        reap(s);
+    return left;
+}
+
+void kv_watch_progress_tick(kv_store *s, int64_t now_ms, int64_t interval_ms)
+{
+    s->in_notify = true;
+    for (struct kv_watcher *w = s->watchers; w; w = w->next) {
+        if (w->canceled || !w->progress_notify)
+            continue;
+        if (w->last_ms <= 0) { /* first tick, or delivered since the last one */
+            w->last_ms = now_ms;
+            continue;
+        }
+        if (!w->synced || now_ms - w->last_ms < interval_ms)
+            continue;
+        if (deliver(w, NULL, 0, true, 0) == KV_WATCH_TAKEN)
+            w->last_ms = now_ms;
+    }
+    s->in_notify = false;
+    if (s->need_reap)
+        reap(s);
+}
