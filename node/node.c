@@ -347,12 +347,6 @@ static void maybe_publish(struct node *n, int64_t now)
     cur = node_member_find(n, n->id);
     if (!cur)
         return; /* not a member yet (joining) */
-    if (!strcmp(cur->name, n->cfg.name) && cur->client_urls.n == n->cfg.advertise_client_urls.n &&
-        cur->client_urls.n > 0 &&
-        !strcmp(cur->client_urls.u[0].raw, n->cfg.advertise_client_urls.u[0].raw)) {
-        n->published = true;
-        return;
-    }
     self = *cur;
     snprintf(self.name, sizeof self.name, "%s", n->cfg.name);
     self.client_urls = n->cfg.advertise_client_urls;
