@@ -297,6 +297,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void format_addr(const struct sockaddr *sa, char *buf, size_t len)
 {
+    if (!sa) {
+        snprintf(buf, len, "local");
+        return;
+    }
     char host[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;
     if (sa->sa_family == AF_INET) {
@@ -319,21 +323,25 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 {
     (void)lev, (void)salen;
     struct gs_listener *l = arg;
-    struct net_grpc_server *srv = l->srv;
+    gs_conn_adopt(l->srv, fd, sa, l->tls);
+}
+
+void gs_conn_adopt(struct net_grpc_server *srv, int fd, const struct sockaddr *sa, bool tls)
+{
     struct gs_conn *conn = calloc(1, sizeof *conn);
     if (!conn) {
         close(fd);
         return;
     }
     conn->srv = srv;
-    conn->tls = l->tls;
+    conn->tls = tls;
     format_addr(sa, conn->peer, sizeof conn->peer);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     conn->born_ms = conn->last_read_ms = conn->idle_since_ms = net_grpc_now_ms();
 
     int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
-    if (l->tls) {
+    if (tls) {
         conn->ssl = SSL_new(srv->opts.ssl_ctx);
         if (!conn->ssl)
             goto fail_fd;
@@ -365,7 +373,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     bufferevent_setwatermark(conn->bev, EV_WRITE, GS_OUT_LOW, 0);
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
     arm_timer(conn);
-    if (!l->tls) {
+    if (!tls) {
         if (gs_session_start(conn) != 0) {
             conn_free(conn);
             return;

@@ -65,6 +65,10 @@ void gs_call_close(struct net_grpc_call *call, int err)
 int gs_call_add_header(struct net_grpc_call *call, const uint8_t *name, size_t namelen,
                        const uint8_t *value, size_t valuelen)
 {
+    /* HPACK carries any bytes; with nghttp2's HTTP checks off, NUL is refused here so the
+     * "name\0value\0" store stays parseable (HTTP forbids NUL in fields anyway). */
+    if (namelen == 0 || memchr(name, 0, namelen) || (valuelen && memchr(value, 0, valuelen)))
+        return -1;
     size_t need = namelen + valuelen + 2;
     if (call->hdrs_len + need > GS_MAX_HEADER_BYTES)
         return -1;

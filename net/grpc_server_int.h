@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -115,6 +116,9 @@ struct net_grpc_server {
 };
 
 /* grpc_server.c */
+/* Takes over a connected socket (fd, non-blocking; sa may be NULL) as a new connection.
+ * Used by the listener, and by the fuzz target with one end of a socketpair. */
+void gs_conn_adopt(struct net_grpc_server *srv, int fd, const struct sockaddr *sa, bool tls);
 void gs_conn_schedule_flush(struct gs_conn *conn);
 void gs_conn_log(struct gs_conn *conn, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
