@@ -165,10 +165,15 @@ int transfer_request(struct raft *r, raft_id_t to)
     r->transferee = to;
     r->election_elapsed = 0; /* the transfer must finish within an election timeout */
     struct progress *pr = pr_get(r, to);
-    if (pr->match == log_last(&r->log))
+    if (pr->match == log_last(&r->log)) {
         transfer_check(r, pr);
-    else
+    } else {
+        /* Catch it up from its match now rather than trusting the pipeline, which
+         * may have lost appends: the transfer has an election timeout to finish. */
+        if (pr->state == RAFT_PROGRESS_REPLICATE)
+            pr_become_probe(r, pr);
         send_append(r, pr, false);
+    }
     return 0;
 }
 

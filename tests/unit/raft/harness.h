@@ -180,7 +180,7 @@ static inline size_t h_deliver(struct h_cluster *c, size_t limit)
         memmove(c->q, c->q + 1, (c->nq - 1) * sizeof(*c->q));
         c->nq--;
         struct h_node *to = h_node(c, m->to);
-        if (!c->cut[m->from][m->to] && !to->down && !h_node(c, m->from)->down) {
+        if (m->to <= (raft_id_t)c->n && to->r && !c->cut[m->from][m->to] && !to->down && !h_node(c, m->from)->down) {
             raft_step(to->r, m);
             if (m->type == RAFT_MSG_SNAPSHOT)
                 raft_report_snapshot(h_node(c, m->from)->r, m->to, true);
