@@ -183,6 +183,7 @@ static void node_start(struct world *w, struct sim_node *n)
     };
     struct raft_restore rs;
     struct raft_entry *ents = NULL;
+    raft_id_t v[SIM_MAX_NODES];
     if (n->exists) {
         ents = calloc(n->n_log + 1, sizeof(*ents));
         for (size_t i = 0; i < n->n_log; i++) {
@@ -199,7 +200,6 @@ static void node_start(struct world *w, struct sim_node *n)
         };
         cfg.restore = &rs;
     } else {
-        raft_id_t v[SIM_MAX_NODES];
         size_t nv = 0;
         if ((int)n->id <= w->n_init)
             for (int i = 1; i <= w->n_init; i++)
