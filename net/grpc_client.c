@@ -2,6 +2,7 @@
  * ALPN h2 or prior-knowledge h2c, the nghttp2 client session and its callbacks,
  * keepalive pings and teardown. Calls and streams live in grpc_client_call.c. */
 #include <errno.h>
+#include <signal.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -702,7 +703,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
         pk = &k->next;
     }
     bool any_pending = false;
-    for (struct gc_call *call = c->calls; call; call = call->next)
+    for (struct gc_call *call = c->calls; call && !any_pending; call = call->next)
         if (call->pending && !call->finishing && !call->done)
             any_pending = true;
     if (any_pending && !c->conn)
@@ -721,6 +722,15 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- the client ------------------------------------------------------------------ */
 
+/* A write to a connection the server just closed must be an error, not the death of the
+ * process: ignore SIGPIPE unless the program chose its own handling. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+}
+
 /* The sync helpers' timer only has to end event_base_loop(EVLOOP_ONCE). */
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -738,6 +748,7 @@ struct net_grpc_client *net_grpc_client_new(const struct net_grpc_client_opts *o
         gc_status_set(st, NET_GRPC_INVALID_ARGUMENT, "grpc client: no endpoints");
         return NULL;
     }
+    ignore_sigpipe();
     struct net_grpc_client *c = calloc(1, sizeof(*c));
     if (!c)
         goto nomem;

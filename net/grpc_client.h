@@ -29,6 +29,10 @@
  * Threads: a client and everything made from it belong to the thread that runs its
  * event_base. Nothing here is thread-safe.
  *
+ * Signals: net_grpc_client_new sets SIGPIPE to SIG_IGN if it is still at SIG_DFL, so a
+ * write to a connection the server has just closed is an error and not the end of the
+ * process.
+ *
  * Callbacks (async unary, stream messages, stream close) always run from the event loop,
  * never from inside the function that started the call. The client must not be freed
  * from inside one of its callbacks; a stream may be freed from inside its own callbacks

@@ -2,6 +2,7 @@
  * redial backoff, outbound and inbound connections (mutual TLS or plain TCP), the hello
  * exchange, frame reading, batched writing, and down notices. */
 #include <errno.h>
+#include <signal.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -514,6 +515,11 @@ int net_peer_transport_new(const struct net_peer_opts *opts, struct net_peer_tra
     if (!opts || !out || !opts->base || !opts->on_message || opts->self_id == 0)
         return NET_EINVAL;
     *out = NULL;
+    /* a write to a peer that just died must fail, not kill us (unless the program
+     * installed its own SIGPIPE handling) */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     struct net_peer_transport *t = calloc(1, sizeof(*t));
     if (!t)
         return NET_ENOMEM;

@@ -41,6 +41,7 @@
  *
  * All callbacks run from the event loop; the transport must not be freed from inside
  * them (set a flag and free it after the loop turn). Not thread-safe.
+ * net_peer_transport_new sets SIGPIPE to SIG_IGN if it is still at SIG_DFL.
  */
 
 /* Bytes received from peer `from`; buf (len bytes) is borrowed for the callback only. */

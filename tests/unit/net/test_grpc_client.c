@@ -5,7 +5,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -641,6 +643,66 @@ static void test_server_gone(void **state)
     net_grpc_client_free(c);
 }
 
+/* A server that stops answering (SIGSTOP: the TCP connection stays up) is noticed by the
+ * keepalive pings, and the open stream fails instead of waiting forever. */
+static void test_keepalive_detects_stopped_server(void **state)
+{
+    (void)state;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        struct event_base *b = event_base_new();
+        struct net_grpc_server *srv;
+        uint16_t port = 0;
+        if (net_grpc_server_new(b, NULL, &srv) ||
+            net_grpc_server_register(srv, "/test.Echo/Bidi", NET_GRPC_BIDI, bidi, NULL) ||
+            net_grpc_server_listen(srv, "http://127.0.0.1:0", &port, NULL, 0))
+            _exit(1);
+        if (write(pfd[1], &port, sizeof port) != sizeof port)
+            _exit(1);
+        alarm(20);
+        event_base_dispatch(b);
+        _exit(0);
+    }
+    close(pfd[1]);
+    uint16_t port = 0;
+    assert_int_equal(read(pfd[0], &port, sizeof port), (ssize_t)sizeof port);
+    close(pfd[0]);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", port);
+    struct net_grpc_client_opts o = {.endpoints = url, .keepalive_ms = 100,
+                                     .keepalive_timeout_ms = 200};
+    struct net_grpc_client *c = net_grpc_client_new(&o, NULL);   /* its own loop */
+    assert_non_null(c);
+    const char *md[] = {"hasleader", "true", NULL};
+    struct net_grpc_stream_opts so = {.metadata = md};
+    struct net_grpc_stream *s;
+    assert_int_equal(net_grpc_stream_open(c, "/test.Echo/Bidi", &so, &s), 0);
+    assert_int_equal(net_grpc_stream_send(s, (const uint8_t *)"a", 1), 0);
+    uint8_t *got;
+    size_t len;
+    assert_int_equal(net_grpc_stream_recv(s, &got, &len, 3000), NET_GRPC_RECV_MSG);
+    free(got);
+    /* idle but healthy: pings are answered, the stream stays open */
+    assert_int_equal(net_grpc_stream_recv(s, &got, &len, 600), NET_GRPC_RECV_MSG);
+    free(got);
+    assert_int_equal(net_grpc_stream_recv(s, &got, &len, 600), NET_GRPC_RECV_TIMEOUT);
+    kill(pid, SIGSTOP);
+    uint64_t t0 = now_ms();
+    assert_int_equal(net_grpc_stream_recv(s, &got, &len, 5000), NET_GRPC_RECV_CLOSED);
+    uint64_t el = now_ms() - t0;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(net_grpc_stream_status(s)->code, NET_GRPC_UNAVAILABLE);
+    assert_non_null(strstr(net_grpc_stream_status(s)->message, "keepalive"));
+    assert_true(el < 1500);
+    net_grpc_stream_free(s);
+    net_grpc_client_free(c);
+}
+
 static void test_helpers(void **state)
 {
     (void)state;
@@ -677,6 +739,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_deadline_and_free, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_async_many, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_server_gone, fx_setup, fx_teardown),
+        cmocka_unit_test(test_keepalive_detects_stopped_server),
     };
     if (test_certs_make(&certs) != 0) {
         fprintf(stderr, "cannot make test certificates\n");
