@@ -279,8 +279,8 @@ static void node_ready(struct world *w, struct sim_node *n)
         if (rd.soft_state.role == RAFT_LEADER) {
             stats.leaders++;
             /* short-lived leaders leave divergent logs behind (Figure 8's setting) */
-            if (w->faults && pct(w) < 250)
-                n->crash_at = w->now + 3 + wrand(w) % 40;
+            if (w->faults && pct(w) < 400)
+                n->crash_at = w->now + 2 + wrand(w) % 25;
             if (check_leader(w->chk, n->id, raft_term(n->r)) ||
                 check_leader_complete(w->chk, n->r))
                 sim_fail(w, "leader safety violated");
