@@ -534,7 +534,10 @@ static int range_visit(void *arg, MDB_txn *txn, const uint8_t *k, size_t kl, kv_
         rc->kvs = nv;
         rc->cap = nc;
     }
-    Mvccpb__KeyValue *kv = kv_from_rec(rc->a, &r, rc->r->keys_only);
+    /* etcd sorts before it drops values, so a value sort still needs them */
+    Mvccpb__KeyValue *kv = kv_from_rec(
+        rc->a, &r,
+        rc->r->keys_only && rc->r->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE);
     if (!kv)
         return KV_ENOMEM;
     rc->kvs[rc->n++] = kv;
@@ -617,6 +620,9 @@ int mvcc_range(kv_store *s, MDB_txn *txn, const Etcdserverpb__RangeRequest *r, k
         n = (size_t)r->limit;
         resp->more = true;
     }
+    if (r->keys_only)
+        for (size_t i = 0; i < n; i++)
+            rc.kvs[i]->value = (ProtobufCBinaryData){0, NULL};
     resp->count = rc.count;
     if (n) {
         resp->kvs = arena_alloc(a, n * sizeof(*resp->kvs));
