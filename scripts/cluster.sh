@@ -106,59 +106,71 @@ cmd_start() {
     "$CERTS_SH" "$d/certs" "${names[@]}" client >"$d/certs.log" 2>&1 ||
         { cat "$d/certs.log" >&2; die "start: making certificates failed"; }
 
-    # three ports per member from a random base; retry the base when one is taken
-    local base tries ok p
-    for tries in $(seq 1 50); do
-        base=$((20000 + (RANDOM * 32768 + RANDOM + $$) % 40000))
-        ok=1
-        for p in $(seq "$base" $((base + 3 * n - 1))); do port_free "$p" || { ok=0; break; }; done
-        [ $ok = 1 ] && break
-    done
-    [ $ok = 1 ] || die "start: no free ports found"
+    # three ports per member from a random base; retry the base when one is taken, and
+    # start over on new ports when another program grabs one before a member binds it
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        local base tries ok p
+        for tries in $(seq 1 50); do
+            base=$((20000 + (RANDOM * 32768 + RANDOM + $$) % 40000))
+            ok=1
+            for p in $(seq "$base" $((base + 3 * n - 1))); do port_free "$p" || { ok=0; break; }; done
+            [ $ok = 1 ] && break
+        done
+        [ $ok = 1 ] || die "start: no free ports found"
 
-    local initial="" eps=""
-    for i in $(seq 1 "$n"); do
-        initial+="${initial:+,}m$i=https://127.0.0.1:$((base + 3 * (i - 1) + 1))"
-        eps+="${eps:+,}https://127.0.0.1:$((base + 3 * (i - 1)))"
+        local initial="" eps=""
+        for i in $(seq 1 "$n"); do
+            initial+="${initial:+,}m$i=https://127.0.0.1:$((base + 3 * (i - 1) + 1))"
+            eps+="${eps:+,}https://127.0.0.1:$((base + 3 * (i - 1)))"
+        done
+        echo "$eps" >"$d/endpoints"
+        : >"$d/members"
+        local token="plinth-local-$base" c pp mp name
+        for i in $(seq 1 "$n"); do
+            name=m$i; c=$((base + 3 * (i - 1))); pp=$((c + 1)); mp=$((c + 2))
+            echo "$name https://127.0.0.1:$c https://127.0.0.1:$pp http://127.0.0.1:$mp" >>"$d/members"
+            local args=("$bin" --name "$name" --data-dir "$d/$name"
+                --listen-client-urls "https://127.0.0.1:$c" --advertise-client-urls "https://127.0.0.1:$c"
+                --listen-peer-urls "https://127.0.0.1:$pp" --initial-advertise-peer-urls "https://127.0.0.1:$pp"
+                --listen-metrics-urls "http://127.0.0.1:$mp"
+                --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token "$token"
+                --heartbeat-interval "$hb" --election-timeout "$el"
+                --cert-file "$d/certs/$name.pem" --key-file "$d/certs/$name-key.pem"
+                --trusted-ca-file "$d/certs/ca.pem" --client-cert-auth
+                --peer-cert-file "$d/certs/$name.pem" --peer-key-file "$d/certs/$name-key.pem"
+                --peer-trusted-ca-file "$d/certs/ca.pem" --peer-client-cert-auth
+                "${extra[@]}")
+            # Restarting from this file rejoins the cluster: the data dir is kept, and both
+            # plinth and etcd ignore --initial-cluster-state once a data dir exists.
+            { echo "#!/bin/bash"
+              echo "# member $name of the local cluster in $d (started by scripts/cluster.sh)"
+              echo "echo \$\$ >'$d/$name.pid'"
+              printf 'exec'; printf " %q" "${args[@]}"; echo
+            } >"$d/$name.sh"
+            chmod +x "$d/$name.sh"
+        done
+        : >"$d/pids"
+        for name in "${names[@]}"; do launch "$d" "$name"; done
+        if wait_health "$d" 30 2>"$d/health.err"; then
+            rm -f "$d/health.err"
+            break
+        fi
+        cmd_stop "$d" >/dev/null
+        if [ "$attempt" -lt 5 ] && grep -qi 'address already in use' "$d"/m*.log; then
+            echo "cluster: a port was taken meanwhile; trying other ports" >&2
+            rm -rf "$d"/m[0-9]* "$d/pids"
+            continue
+        fi
+        cat "$d/health.err" >&2
+        exit 1
     done
-    echo "$eps" >"$d/endpoints"
-    : >"$d/members"
-    local token="plinth-local-$base" c pp mp name
-    for i in $(seq 1 "$n"); do
-        name=m$i; c=$((base + 3 * (i - 1))); pp=$((c + 1)); mp=$((c + 2))
-        echo "$name https://127.0.0.1:$c https://127.0.0.1:$pp http://127.0.0.1:$mp" >>"$d/members"
-        local args=("$bin" --name "$name" --data-dir "$d/$name"
-            --listen-client-urls "https://127.0.0.1:$c" --advertise-client-urls "https://127.0.0.1:$c"
-            --listen-peer-urls "https://127.0.0.1:$pp" --initial-advertise-peer-urls "https://127.0.0.1:$pp"
-            --listen-metrics-urls "http://127.0.0.1:$mp"
-            --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token "$token"
-            --heartbeat-interval "$hb" --election-timeout "$el"
-            --cert-file "$d/certs/$name.pem" --key-file "$d/certs/$name-key.pem"
-            --trusted-ca-file "$d/certs/ca.pem" --client-cert-auth
-            --peer-cert-file "$d/certs/$name.pem" --peer-key-file "$d/certs/$name-key.pem"
-            --peer-trusted-ca-file "$d/certs/ca.pem" --peer-client-cert-auth
-            "${extra[@]}")
-        # Restarting from this file rejoins the cluster: the data dir is kept, and both
-        # plinth and etcd ignore --initial-cluster-state once a data dir exists.
-        { echo "#!/bin/bash"
-          echo "# member $name of the local cluster in $d (started by scripts/cluster.sh)"
-          echo "echo \$\$ >'$d/$name.pid'"
-          printf 'exec'; printf " %q" "${args[@]}"; echo
-        } >"$d/$name.sh"
-        chmod +x "$d/$name.sh"
-    done
-    for name in "${names[@]}"; do launch "$d" "$name"; done
     { echo "export ETCDCTL_API=3"
       echo "export ETCDCTL_ENDPOINTS=$eps"
       echo "export ETCDCTL_CACERT=$d/certs/ca.pem"
       echo "export ETCDCTL_CERT=$d/certs/client.pem"
       echo "export ETCDCTL_KEY=$d/certs/client-key.pem"
     } >"$d/env"
-
-    if ! wait_health "$d" 30; then
-        cmd_stop "$d" >/dev/null
-        exit 1
-    fi
     echo "cluster: $n members of $(basename "$bin") healthy in $d"
     echo "cluster: data in $d/m*/, logs in $d/m*.log"
     echo "cluster: use it with:"
