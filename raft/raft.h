@@ -299,7 +299,8 @@ int raft_step(struct raft *r, const struct raft_msg *m);
 /* Appends n entries of application data (each buffer copied) to the leader's log.
  * On success *first_index (may be NULL) is the index of the first entry; the others
  * follow consecutively, all with term raft_term(r).
- * Errors: RAFT_ENOTLEADER, RAFT_EBUSY (leader transfer in progress), RAFT_ENOMEM. */
+ * Errors: RAFT_ENOTLEADER, RAFT_EBUSY (leader transfer in progress), RAFT_EINVAL
+ * (n == 0), RAFT_ENOMEM (entries appended before the failure stay proposed). */
 int raft_propose(struct raft *r, const struct raft_buf *data, size_t n,
                  raft_index_t *first_index);
 
@@ -332,7 +333,12 @@ int raft_transfer_leader(struct raft *r, raft_id_t to);
  * instead of waiting for its election timeout. A peer grants such a flagged (pre)vote
  * only if it has lost the leader too (it got the same report, or has not heard the
  * leader for at least half an election timeout); peers that still hear the leader
- * refuse, so one flaky link cannot unseat a healthy leader. Otherwise a no-op. */
+ * refuse, so one flaky link cannot unseat a healthy leader. When every follower of a
+ * crashed leader gets the report at once they all pre-vote at once; with no timer to
+ * break the tie, a pre-candidate yields to a flagged pre-vote from a peer with a more
+ * up-to-date log (equal logs: the lower id), so the vote does not split. If the
+ * flagged campaign fails, the ordinary election timeout still applies. Otherwise a
+ * no-op. */
 int raft_leader_conn_lost(struct raft *r, raft_id_t from);
 
 /* The transport could not deliver to `to`: the leader stops pipelining to it and
