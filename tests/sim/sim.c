@@ -326,8 +326,15 @@ static void node_ready(struct world *w, struct sim_node *n)
         for (size_t i = 0; i < rd.n_entries; i++)
             disk_append(n, &rd.entries[i]);
     }
-    if (rd.hard_state_changed)
+    if (rd.hard_state_changed) {
+        /* what is on disk only moves forward: a term never goes back, a vote cast in a
+         * term is never changed, a commit index never shrinks */
+        const struct raft_hard_state *o = &n->hs, *h = &rd.hard_state;
+        if (h->term < o->term || (h->term == o->term && o->vote != RAFT_NONE && h->vote != o->vote) ||
+            h->commit < o->commit)
+            sim_fail(w, "persisted hard state went backwards");
         n->hs = rd.hard_state;
+    }
     for (size_t i = 0; i < rd.n_committed; i++) {
         const struct raft_entry *e = &rd.committed[i];
         if (e->index != n->sm.index + 1) {
@@ -616,6 +623,26 @@ static void tick_all(struct world *w)
     }
 }
 
+/* Cheap checks after every step of simulated time. */
+static void check_step(struct world *w)
+{
+    for (int i = 0; i < w->n_pool; i++) {
+        struct sim_node *a = &w->nodes[i];
+        if (!a->up)
+            continue;
+        if (raft_commit_index(a->r) > raft_last_index(a->r) ||
+            raft_applied_index(a->r) > raft_commit_index(a->r))
+            sim_fail(w, "commit or applied index beyond the log");
+        if (raft_role(a->r) != RAFT_LEADER)
+            continue;
+        for (int j = i + 1; j < w->n_pool; j++) {
+            struct sim_node *b = &w->nodes[j];
+            if (b->up && raft_role(b->r) == RAFT_LEADER && raft_term(b->r) == raft_term(a->r))
+                sim_fail(w, "two leaders in one term");
+        }
+    }
+}
+
 static void world_free(struct world *w)
 {
     for (int i = 0; i < SIM_MAX_NODES; i++) {
@@ -666,6 +693,7 @@ static int run_seed(uint64_t seed, bool trace, struct checker *chk, uint64_t *li
             fault(&w);
         net_step(&w);
         tick_all(&w);
+        check_step(&w);
     }
     /* liveness: heal everything, restart everyone, demand a commit */
     uint64_t heal = w.now;
@@ -684,6 +712,7 @@ static int run_seed(uint64_t seed, bool trace, struct checker *chk, uint64_t *li
             propose(&w, "live");
         net_step(&w);
         tick_all(&w);
+        check_step(&w);
     }
     if (!w.failed && !w.live_done)
         sim_fail(&w, "liveness: no proposal committed after the faults healed");
