@@ -40,7 +40,6 @@ struct h_cluster {
     bool cut[H_MAX + 1][H_MAX + 1]; /* cut[from][to] */
     size_t sent[16];                /* per message type, over the whole test */
     size_t rejects;                 /* append rejections sent */
-    bool hold_after_persist;        /* test hook: keep messages instead of sending */
 };
 
 struct h_opts {

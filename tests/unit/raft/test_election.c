@@ -266,6 +266,32 @@ static void conn_lost_elects_at_once(void **state)
     h_free(&c);
 }
 
+/* Five members, leader gone, all four followers report it at the same moment: one
+ * of them wins without any tick (no split vote), and it is the one with the best log. */
+static void conn_lost_five_nodes_no_split(void **state)
+{
+    (void)state;
+    struct h_opts o = PV;
+    o.voters = 5;
+    struct h_cluster c;
+    h_init(&c, &o);
+    h_elect(&c, 1);
+    raft_term_t t = raft_term(h_node(&c, 1)->r);
+    /* node 4 misses the last entry */
+    c.cut[1][4] = true;
+    h_propose(&c, 1, "x");
+    h_deliver(&c, 100000);
+    h_crash(&c, 1);
+    for (raft_id_t i = 2; i <= 5; i++)
+        raft_leader_conn_lost(h_node(&c, i)->r, 1);
+    h_deliver(&c, 100000);
+    raft_id_t l = 0;
+    assert_int_equal(h_leaders(&c, &l), 1);
+    assert_int_equal(l, 2); /* best log, lowest id */
+    assert_int_equal(raft_term(h_node(&c, 2)->r), t + 1);
+    h_free(&c);
+}
+
 /* One follower's flaky link cannot unseat a healthy leader: peers that still hear the
  * leader refuse the flagged pre-vote. */
 static void conn_lost_flaky_follower_refused(void **state)
@@ -332,6 +358,7 @@ int main(void)
         cmocka_unit_test(without_prevote_rejoin_disrupts),
         cmocka_unit_test(check_quorum_steps_down),
         cmocka_unit_test(conn_lost_elects_at_once),
+        cmocka_unit_test(conn_lost_five_nodes_no_split),
         cmocka_unit_test(conn_lost_flaky_follower_refused),
         cmocka_unit_test(conn_lost_peer_past_half_timeout_grants),
         cmocka_unit_test(conn_lost_non_leader_ignored),
