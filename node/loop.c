@@ -244,6 +244,7 @@ static void flush_proposals(struct node *n)
             for (i = 0; i < n->n_props; i++)
                 n->props[i]->queued = false;
             node_forward(n, n->props, n->n_props);
+            n->metrics.entries_forwarded += n->n_props;
         }
         n->n_props = 0;
         return;
@@ -260,6 +261,8 @@ static void flush_proposals(struct node *n)
         bufs[k++] = n->fwd[i];
     rc = raft_propose(n->raft, bufs, total, &first);
     free(bufs);
+    if (rc == 0)
+        n->metrics.entries_proposed += total;
     if (rc == RAFT_EBUSY)
         return; /* leadership transfer in progress: keep them for the next turn */
     for (i = 0; i < n->n_fwd; i++)
@@ -673,6 +676,7 @@ static void process_ready(struct node *n, struct turn_state *ts)
 
     if (raft_ready_get(n->raft, &rd) != 0)
         return;
+    n->metrics.turns++;
     if (rd.soft_state_changed)
         handle_soft_state(n, &rd.soft_state);
 

@@ -71,6 +71,9 @@ void node_metrics_format(void *evbuf, const struct node_metrics *m, const struct
     gauge(b, "gauge", "etcd_server_proposals_pending", "The current number of pending proposals to commit.", (double)m->proposals_pending);
     gauge(b, "counter", "etcd_server_proposals_failed_total", "The total number of failed proposals seen.", (double)m->proposals_failed);
     gauge(b, "counter", "etcd_server_read_indexes_total", "The total number of ReadIndex rounds.", (double)m->read_indexes);
+    gauge(b, "counter", "plinth_node_ready_batches_total", "Raft ready batches persisted (one LMDB commit each).", (double)m->turns);
+    gauge(b, "counter", "plinth_node_entries_proposed_total", "Entries proposed by this member as leader.", (double)m->entries_proposed);
+    gauge(b, "counter", "plinth_node_proposals_forwarded_total", "Client writes forwarded to the leader.", (double)m->entries_forwarded);
     gauge(b, "counter", "etcd_server_slow_apply_total", "The total number of slow apply requests (likely overloaded from slow disk).", (double)m->slow_applies);
     hist_print(b, "etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.", &m->wal_fsync);
     hist_print(b, "etcd_disk_backend_commit_duration_seconds", "The latency distributions of commit called by backend.", &m->backend_commit);

@@ -27,6 +27,9 @@ struct node_metrics {
     uint64_t proposals_failed;
     uint64_t slow_applies;
     uint64_t read_indexes;
+    uint64_t turns;                 /* loop turns that took a ready batch */
+    uint64_t entries_proposed;      /* entries this member handed to raft_propose */
+    uint64_t entries_forwarded;     /* proposals sent to the leader */
     struct node_hist wal_fsync;      /* etcd_disk_wal_fsync_duration_seconds */
     struct node_hist backend_commit; /* etcd_disk_backend_commit_duration_seconds */
     struct node_hist apply;          /* etcd_server_apply_duration_seconds (per turn) */
