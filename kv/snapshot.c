@@ -82,7 +82,8 @@ static int file_env(const char *path, bool rdonly, uint64_t mapsize, MDB_env **e
     if (!rc && log)
         rc = mdb_dbi_open(txn, "raft_log", 0, log);
     if (txn) {
-        if (rc || rdonly)
+        /* commit even a read-only txn: an aborted one would close the dbi handles */
+        if (rc)
             mdb_txn_abort(txn);
         else
             rc = mdb_txn_commit(txn);
