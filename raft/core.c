@@ -156,6 +156,7 @@ int raft_new(const struct raft_config *cfg, struct raft **out)
                              cfg->n_learners);
         if (rc)
             goto fail;
+        r->conf_dirty = true;
     }
     rc = pr_sync_conf(r);
     if (rc)

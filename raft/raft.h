@@ -280,8 +280,10 @@ struct raft_config {
 
 /* Creates a core. *cfg is borrowed (copied). Returns 0 and sets *out, or RAFT_EINVAL /
  * RAFT_ENOMEM leaving nothing behind. A fresh core or a restarted one starts as a
- * follower with no known leader; after a restart, entries in (applied, commit] are
- * handed out again as committed in the first ready batch. */
+ * follower with no known leader. A fresh core's first ready batch reports the initial
+ * membership (conf_state_changed) so the caller persists it with everything else;
+ * after a restart, entries in (applied, commit] are handed out again as committed in
+ * the first ready batch. */
 int raft_new(const struct raft_config *cfg, struct raft **out);
 void raft_free(struct raft *r);
 

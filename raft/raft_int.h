@@ -140,6 +140,7 @@ struct raft {
     struct raft_hard_state prev_hs;
     struct raft_soft_state prev_ss;
     bool snapshot_pending;
+    bool conf_dirty;                        /* fresh start: report the initial conf */
     struct raft_snapshot_meta snapshot;     /* installed, for the ready batch */
     struct msgvec rd_msgs, rd_after;        /* handed out, freed at advance */
     struct raft_read_state *rd_reads;

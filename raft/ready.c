@@ -84,7 +84,7 @@ bool raft_has_ready(const struct raft *r)
            hs.term != r->prev_hs.term || hs.vote != r->prev_hs.vote ||
            hs.commit != r->prev_hs.commit || r->snapshot_pending ||
            r->log.stable < log_last(&r->log) || r->log.applied < r->log.commit ||
-           r->msgs.n || r->msgs_after.n || reads_releasable(r);
+           r->msgs.n || r->msgs_after.n || r->conf_dirty || reads_releasable(r);
 }
 
 int raft_ready_get(struct raft *r, struct raft_ready *rd)
@@ -112,6 +112,10 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
         rd->snapshot = &r->snapshot;
         rd->conf_state_changed = true;
         r->snapshot_pending = false;
+    }
+    if (r->conf_dirty) {
+        rd->conf_state_changed = true;
+        r->conf_dirty = false;
     }
     rd->conf_state = r->conf;
 

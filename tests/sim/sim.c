@@ -184,7 +184,7 @@ static void node_start(struct world *w, struct sim_node *n)
     struct raft_restore rs;
     struct raft_entry *ents = NULL;
     raft_id_t v[SIM_MAX_NODES];
-    if (n->exists) {
+    if (n->persisted) {
         ents = calloc(n->n_log + 1, sizeof(*ents));
         for (size_t i = 0; i < n->n_log; i++) {
             ents[i].term = n->log[i].term;
@@ -206,9 +206,6 @@ static void node_start(struct world *w, struct sim_node *n)
                 v[nv++] = (raft_id_t)i;
         cfg.voters = v;
         cfg.n_voters = nv;
-        memset(&n->conf, 0, sizeof(n->conf));
-        n->conf.n_voters = nv;
-        memcpy(n->conf.voters, v, nv * sizeof(*v));
         n->exists = true;
     }
     int rc = raft_new(&cfg, &n->r);
@@ -353,7 +350,9 @@ static void node_ready(struct world *w, struct sim_node *n)
         }
         n->sm.index = e->index;
     }
-    n->conf = rd.conf_state;
+    if (rd.conf_state_changed)
+        n->conf = rd.conf_state;
+    n->persisted = true;
     /* 3. messages that promise durability; snapshots of the applied state */
     for (size_t i = 0; i < rd.n_msgs; i++)
         if (rd.msgs[i].type == RAFT_MSG_SNAPSHOT)

@@ -27,7 +27,8 @@ struct sim_sm {
 
 struct sim_node {
     raft_id_t id;
-    bool exists;  /* started at least once */
+    bool exists;    /* started at least once */
+    bool persisted; /* wrote its first ready batch: restarts restore from disk */
     bool up;
     int incarnation;
     struct raft *r;
