@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,6 +404,11 @@ int net_grpc_server_new(struct event_base *base, const struct net_grpc_server_op
     if (!base || !out)
         return NET_EINVAL;
     *out = NULL;
+    /* Writing to a connection the client reset raises SIGPIPE (libevent and OpenSSL use
+     * plain write); it must be an error on that connection, not the end of the server. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     struct net_grpc_server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return NET_ENOMEM;

@@ -150,7 +150,9 @@ typedef void (*net_grpc_close_fn)(struct net_grpc_call *call, void *user, int er
 /* --- server --------------------------------------------------------------------------- */
 
 /* Makes a server on base (borrowed; must outlive the server). opts is copied (NULL means
- * all defaults). Returns 0 and *out, NET_EINVAL (NULL base or out) or NET_ENOMEM. */
+ * all defaults). Returns 0 and *out, NET_EINVAL (NULL base or out) or NET_ENOMEM.
+ * If SIGPIPE is at its default disposition it is set to SIG_IGN: a write to a connection
+ * the client reset must fail that connection, not end the process. */
 int net_grpc_server_new(struct event_base *base, const struct net_grpc_server_opts *opts,
                         struct net_grpc_server **out);
 

@@ -300,6 +300,23 @@ static inline struct tc_stream *tc_open(struct tc_conn *c, const char *path,
     return tc_open_ex(c, path, "POST", "application/grpc", extra);
 }
 
+/* Forgets a closed stream (long-running users such as the benchmark). */
+static inline void tc_stream_free(struct tc_stream *st)
+{
+    struct tc_conn *c = st->conn;
+    for (struct tc_stream **p = &c->streams; *p; p = &(*p)->next) {
+        if (*p == st) {
+            *p = st->next;
+            break;
+        }
+    }
+    if (c->session && !st->closed)
+        nghttp2_session_set_stream_user_data(c->session, st->id, NULL);
+    evbuffer_free(st->req);
+    evbuffer_free(st->resp);
+    free(st);
+}
+
 static inline void tc_kick(struct tc_stream *st)
 {
     if (st->deferred) {
