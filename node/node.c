@@ -45,6 +45,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     if (n->stopping)
         stop_check(n, now);
     node_cluster_tick(n, now);
+    node_housekeeping_tick(n, now);
     if (n->removed && !n->stopping) {
         n->stopping = true;
         event_base_loopexit(n->base, NULL);
@@ -284,7 +285,9 @@ int node_start(const struct node_config *cfg, struct event_base *base, struct no
         struct net_grpc_server_opts o;
         memset(&o, 0, sizeof o);
         o.ssl_ctx = n->client_tls;
-        o.max_request_bytes = cfg->max_request_bytes + 4096; /* etcd allows the request plus some room */
+        /* etcd's gRPC limit: the request limit plus 512 KiB of overhead; requests over
+         * --max-request-bytes itself are refused with "request is too large" */
+        o.max_request_bytes = cfg->max_request_bytes + 512 * 1024;
         o.max_pending_bytes = 4u * 1024 * 1024;
         if (net_grpc_server_new(base, &o, &n->grpc) != 0) {
             snprintf(err, errlen, "grpc server: out of memory");

@@ -108,6 +108,24 @@ struct snap_in {                 /* a snapshot arriving from the leader */
     uint64_t index;
 };
 
+/* ---- housekeeping.c: leader-side auto-compaction and lease checkpoints ----------------- */
+
+#define HK_SAMPLES 11
+
+struct node_housekeeping {
+    struct {
+        int64_t t;
+        int64_t rev;
+    } samples[HK_SAMPLES];
+    int n, next;
+    int64_t last_sample_ms;
+    int64_t last_rev_check_ms;
+    int64_t last_checkpoint_ms;
+    int64_t last_auto_compact;
+};
+
+void node_housekeeping_tick(struct node *n, int64_t now);
+
 /* ---- the node ------------------------------------------------------------------------- */
 
 #define WAITER_BUCKETS 4096
@@ -192,6 +210,7 @@ struct node {
     /* MoveLeader calls waiting for the transfer */
     struct move_wait *moves;
     bool nospace_raised;
+    struct node_housekeeping hk;
 };
 
 /* What one turn collects while applying, to act on after the commit. */

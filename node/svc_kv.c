@@ -77,9 +77,20 @@ static void kv_range_h(struct net_grpc_call *call, const uint8_t *msg, size_t le
 void node_propose_client(struct node *n, struct net_grpc_call *call, int field, const uint8_t *msg,
                          size_t len)
 {
-    uint64_t id = node_new_request_id(n);
+    uint64_t id;
     size_t elen;
-    uint8_t *env = node_envelope(id, field, msg, len, &elen);
+    uint8_t *env;
+    if (len > n->cfg.max_request_bytes) {
+        node_reply_status(call, ST_REQUEST_TOO_LARGE);
+        return;
+    }
+    /* etcd: too far behind in applying, refuse new work (maxGapBetweenApplyAndCommitIndex) */
+    if (raft_commit_index(n->raft) > n->applied + 5000) {
+        node_reply_status(call, ST_TOO_MANY_REQUESTS);
+        return;
+    }
+    id = node_new_request_id(n);
+    env = node_envelope(id, field, msg, len, &elen);
     if (!env) {
         node_reply_status(call, ST_NO_MEMORY);
         return;
