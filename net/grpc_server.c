@@ -130,6 +130,15 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     conn_check(conn);
 }
 
+/* Makes the loop visit a connection marked dead (flush_cb ends in conn_check). */
+static void gs_conn_schedule_dead(struct gs_conn *conn)
+{
+    if (!conn->flush_scheduled) {
+        conn->flush_scheduled = true;
+        event_active(conn->flush_ev, EV_TIMEOUT, 0);
+    }
+}
+
 void gs_conn_schedule_flush(struct gs_conn *conn)
 {
     if (conn->flush_scheduled || conn->dead)
@@ -461,6 +470,29 @@ void net_grpc_server_free(struct net_grpc_server *srv)
     if (srv->h2opt)
         nghttp2_option_del(srv->h2opt);
     free(srv);
+}
+
+void net_grpc_server_shutdown(struct net_grpc_server *srv)
+{
+    while (srv->listeners) {
+        struct gs_listener *l = srv->listeners;
+        srv->listeners = l->next;
+        evconnlistener_free(l->lev);
+        free(l);
+    }
+    for (struct gs_conn *c = srv->conns; c; c = c->next) {
+        if (!c->session) { /* still in the TLS handshake: nothing to drain */
+            c->dead = true;
+            gs_conn_schedule_dead(c);
+            continue;
+        }
+        if (c->closing)
+            continue;
+        nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->session),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        gs_conn_schedule_flush(c);
+    }
 }
 
 const struct gs_method *gs_find_method(const struct net_grpc_server *srv, const char *path)

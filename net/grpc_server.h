@@ -161,6 +161,13 @@ int net_grpc_server_new(struct event_base *base, const struct net_grpc_server_op
  * Never call from inside a server callback. */
 void net_grpc_server_free(struct net_grpc_server *srv);
 
+/* Graceful stop: closes the listeners and sends every connection a GOAWAY naming the last
+ * stream it accepted. Calls already running continue (answer them as usual); new calls are
+ * refused; each connection closes once its calls are done. Run the loop until
+ * net_grpc_server_stats shows no open connection (or a time limit), then free the server.
+ * Idempotent. */
+void net_grpc_server_shutdown(struct net_grpc_server *srv);
+
 /* Adds a method. path is copied ("/etcdserverpb.KV/Put"); method_ud is borrowed and passed
  * to every handler call. Registering a path again replaces its entry. Returns 0,
  * NET_EINVAL (path not starting with '/', NULL handler, bad kind) or NET_ENOMEM. Safe at

@@ -253,7 +253,10 @@ void gs_call_data(struct net_grpc_call *call, const uint8_t *data, size_t len)
                 deliver(call, (const uint8_t *)"", 0);
                 continue;
             }
-            call->msg = malloc(mlen);
+            /* The buffer grows with the bytes that really arrive: a client announcing
+             * large messages on many streams and sending little costs little. */
+            call->msg_cap = mlen < GS_MSG_INITIAL ? mlen : GS_MSG_INITIAL;
+            call->msg = malloc(call->msg_cap);
             if (!call->msg) {
                 call->discard_input = true;
                 gs_call_finish(call, NET_GRPC_RESOURCE_EXHAUSTED, "out of memory", 200);
@@ -266,6 +269,21 @@ void gs_call_data(struct net_grpc_call *call, const uint8_t *data, size_t len)
         size_t take = call->msg_len - call->msg_have;
         if (take > len)
             take = len;
+        if (call->msg_have + take > call->msg_cap) {
+            size_t cap = call->msg_cap * 2;
+            if (cap < call->msg_have + take)
+                cap = call->msg_have + take;
+            if (cap > call->msg_len)
+                cap = call->msg_len;
+            uint8_t *m = realloc(call->msg, cap);
+            if (!m) {
+                call->discard_input = true;
+                gs_call_finish(call, NET_GRPC_RESOURCE_EXHAUSTED, "out of memory", 200);
+                return;
+            }
+            call->msg = m;
+            call->msg_cap = cap;
+        }
         memcpy(call->msg + call->msg_have, data, take);
         call->msg_have += take;
         data += take;
@@ -274,7 +292,7 @@ void gs_call_data(struct net_grpc_call *call, const uint8_t *data, size_t len)
             uint8_t *msg = call->msg;
             size_t mlen = call->msg_len;
             call->msg = NULL;
-            call->msg_len = call->msg_have = 0;
+            call->msg_len = call->msg_have = call->msg_cap = 0;
             call->prefix_have = 0;
             deliver(call, msg, mlen);
             free(msg);

@@ -24,6 +24,8 @@
 /* Request headers larger than this reset the stream. */
 #define GS_MAX_HEADER_BYTES (16u * 1024u)
 #define GS_MAX_STATUS_MSG 256
+/* First allocation for an incoming message; it doubles as bytes arrive. */
+#define GS_MSG_INITIAL (16u * 1024u)
 
 struct gs_method {
     char *path;
@@ -78,7 +80,7 @@ struct net_grpc_call {
     uint8_t prefix[5];
     size_t prefix_have;
     uint8_t *msg;
-    size_t msg_len, msg_have;
+    size_t msg_len, msg_have, msg_cap;
     unsigned messages_in;
     bool discard_input;
     bool remote_closed;

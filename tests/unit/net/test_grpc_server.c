@@ -414,6 +414,52 @@ static void test_free_with_open_calls(void **state)
     event_base_free(f.base);
 }
 
+static bool no_connections(void *arg)
+{
+    struct net_grpc_server_stats s;
+    net_grpc_server_stats(arg, &s);
+    return s.connections_open == 0;
+}
+
+static void test_shutdown_drains(void **state)
+{
+    (void)state;
+    struct fx f;
+    start(&f, true);
+    struct tc_conn *c = fx_connect(&f, client_ctx, false);
+    struct tc_conn *idle = fx_connect(&f, client_ctx, false);
+    struct tc_stream *st = tc_open(c, "/test.Echo/Hang", NULL);
+    tc_send(st, "x", 1, false);
+    tc_run_ms(f.base, 30);
+    assert_non_null(f.held);
+    struct net_grpc_call *held = f.held;
+
+    net_grpc_server_shutdown(f.srv);
+    tc_run_ms(f.base, 50);
+    assert_true(c->goaway);
+    assert_true(idle->goaway);
+    assert_true(idle->closed); /* nothing running there: closed at once */
+    assert_false(c->closed);
+    /* the running call still completes */
+    assert_int_equal(net_grpc_call_send(held, (const uint8_t *)"late", 4), 0);
+    assert_int_equal(net_grpc_call_finish(held, NET_GRPC_OK, NULL), 0);
+    assert_int_equal(fx_wait(&f, st), NET_GRPC_OK);
+    uint8_t *m = NULL;
+    size_t n = 0;
+    assert_true(tc_next_msg(st, &m, &n));
+    assert_memory_equal(m, "late", 4);
+    free(m);
+    assert_true(tc_run_until(f.base, no_connections, f.srv, 2000));
+    /* no longer listening */
+    struct tc_conn *late = tc_connect(f.base, f.port, client_ctx, false);
+    tc_run_until(f.base, tc_done_connected, late, 2000);
+    assert_true(late->failed);
+    tc_free(late);
+    tc_free(idle);
+    tc_free(c);
+    fx_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_parse_timeout),
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_free_with_open_calls),
+        cmocka_unit_test(test_shutdown_drains),
     };
     return test_run_group("grpc_server", tests, sizeof tests / sizeof tests[0], group_setup,
                           group_teardown);
