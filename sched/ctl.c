@@ -27,6 +27,8 @@ static void usage(FILE *f)
             "  scale KIND/NAME --replicas N\n"
             "  rollout status|history|undo deployment/NAME [--to-revision N] [--timeout S]\n"
             "  cordon NODE / uncordon NODE\n"
+            "  check [-w] [--timeout S]  audit placement: no pod bound twice, no node over\n"
+            "                           capacity (-w: watch every change); exit 1 on a violation\n"
             "flags: -n NS (default \"default\"), -A (all namespaces), --endpoints URLS,\n"
             "       --cacert FILE, --cert FILE, --key FILE, --command-timeout MS\n");
 }
@@ -474,7 +476,7 @@ int sched_ctl_main(int argc, char **argv)
         return 2;
     }
     static const char *const verbs[] = {"apply", "create", "get", "describe", "delete", "run",
-                                        "scale", "rollout", "cordon", "uncordon"};
+                                        "scale", "rollout", "cordon", "uncordon", "check"};
     bool known = false;
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) known |= !strcmp(verb, verbs[i]);
     if (!known) {
@@ -499,6 +501,7 @@ int sched_ctl_main(int argc, char **argv)
     else if (!strcmp(verb, "run")) rc = do_run(&c);
     else if (!strcmp(verb, "scale")) rc = do_scale(&c);
     else if (!strcmp(verb, "rollout")) rc = ctl_rollout(&c);
+    else if (!strcmp(verb, "check")) rc = ctl_check(&c);
     else if (!strcmp(verb, "cordon")) rc = do_cordon(&c, true);
     else rc = do_cordon(&c, false);
     sched_store_close(c.s);

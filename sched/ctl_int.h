@@ -41,6 +41,8 @@ int ctl_kind_name(struct ctl *c, int *i, enum sched_kind *k, const char **name);
 /* Verbs implemented in ctl_get.c. Return the exit code. */
 int ctl_get(struct ctl *c);
 int ctl_describe(struct ctl *c);
+/* ctl_check.c: placement invariants (no double bind, no overcommit), -w to watch. */
+int ctl_check(struct ctl *c);
 /* Verbs implemented in ctl_rollout.c. */
 int ctl_rollout(struct ctl *c);
 

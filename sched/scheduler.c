@@ -123,6 +123,13 @@ static int bind_one(struct scheduler *sc, struct pending *p, struct sched_node_i
     int rc;
     if (k >= 0) {
         sched_obj_set(upd, "spec.nodeName", json_string(nodes[k].name));
+        /* who bound it: lets an audit tell a deposed scheduler's write from its successor's */
+        json_t *ann = sched_obj_get(upd, "metadata.annotations");
+        if (!json_is_object(ann)) {
+            ann = json_object();
+            sched_obj_set(upd, "metadata.annotations", ann);
+        }
+        json_object_set_new(ann, "scheduler.plinth.io/bound-by", json_string(sc->c->name));
         sched_condition_set(upd, "PodScheduled", "True", NULL, NULL);
         rc = sched_store_update_obj(sc->s, upd, f);
         if (rc == 0) {
