@@ -57,7 +57,7 @@ cl_pick_port() {
     local p tries=0
     while [ $tries -lt 200 ]; do
         p=$((CL_PORT_BASE + CL_NEXT_PORT)); CL_NEXT_PORT=$((CL_NEXT_PORT + 1))
-        if [ $p -gt 60000 ]; then CL_PORT_BASE=20000; CL_NEXT_PORT=$((RANDOM % 1000)); continue; fi
+        if [ $p -gt 32700 ]; then CL_PORT_BASE=20000; CL_NEXT_PORT=$((RANDOM % 1000)); continue; fi
         if cl_port_free "$p"; then CL_PORT=$p; return 0; fi
         tries=$((tries + 1))
     done
@@ -71,7 +71,8 @@ cl_init() {
     CL_SIZE=$n
     CL_MAX=$((n + spares))
     CL_TOKEN="$tag-$$-$RANDOM"
-    CL_PORT_BASE=$((20000 + ($$ * 37 + RANDOM) % 38000))
+    # Below Linux's ephemeral range (32768+), where outgoing connections take ports.
+    CL_PORT_BASE=$((20000 + ($$ * 37 + RANDOM) % 12000))
     trap cl_cleanup EXIT
     trap 'exit 130' INT TERM
     local names="client"
@@ -152,10 +153,37 @@ cl_start() {
     CL_PIDS+=("${CL_PID[$i]}")
 }
 
+# cl_start_all: starts the initial members as a new cluster. If a port was taken meanwhile
+# (EADDRINUSE), every member is stopped, given fresh ports and started again (3 tries).
 cl_start_all() {
-    local i
-    for i in "${CL_MEMBERS[@]}"; do cl_start "$i" new; done
-    cl_endpoints >/dev/null
+    local i try bad
+    for try in 1 2 3; do
+        for i in "${CL_MEMBERS[@]}"; do cl_start "$i" new; done
+        cl_endpoints >/dev/null
+        sleep 1
+        bad=0
+        for i in "${CL_MEMBERS[@]}"; do
+            if ! cl_alive "$i" && grep -qi "address already in use" "$CL_DIR/m$i.log"; then bad=1; fi
+        done
+        [ $bad = 0 ] && return 0
+        cl_log "a port was taken; starting the members again on new ports"
+        for i in "${CL_MEMBERS[@]}"; do
+            cl_kill "$i"
+            rm -rf "$CL_DIR/m$i.data"
+            mv "$CL_DIR/m$i.log" "$CL_DIR/m$i.log.try$try"
+            cl_pick_port || return 1; CL_CPORT[$i]=$CL_PORT
+            cl_pick_port || return 1; CL_PPORT[$i]=$CL_PORT
+            if [ -n "${CL_FP_PID:-}" ]; then
+                # The proxy forwards to the old peer ports: restart it on the new ones.
+                kill -KILL "$CL_FP_PID" 2>/dev/null; { wait "$CL_FP_PID"; } 2>/dev/null
+                CL_FP_RESTART=1
+            else
+                CL_APORT[$i]=${CL_PPORT[$i]}
+            fi
+        done
+        if [ "${CL_FP_RESTART:-0}" = 1 ]; then CL_FP_RESTART=0; cl_proxy_start || return 1; fi
+    done
+    return 1
 }
 
 cl_alive() { [ -n "${CL_PID[$1]:-}" ] && kill -0 "${CL_PID[$1]}" 2>/dev/null; }

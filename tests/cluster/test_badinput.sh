@@ -50,20 +50,6 @@ frame() { # FILE BYTES...: writes a gRPC message "0 len body" from printf-escape
     printf "\\x$(printf %02x $((n >> 24 & 255)))\\x$(printf %02x $((n >> 16 & 255)))\\x$(printf %02x $((n >> 8 & 255)))\\x$(printf %02x $((n & 255)))" >>"$f"
     cat "$body" >>"$f"; rm -f "$body"
 }
-putreq() { # FILE KEY VALUE_BYTES: a PutRequest with a value of that many bytes, framed
-    python3 - "$@" <<'PY'
-import struct, sys
-f, key, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
-def varint(v):
-    out = b""
-    while True:
-        b = v & 0x7f; v >>= 7
-        if v: out += bytes([b | 0x80])
-        else: return out + bytes([b])
-msg = b"\x0a" + varint(len(key)) + key + b"\x12" + varint(n) + b"x" * n
-open(f, "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
-PY
-}
 code_is() { # WANT_PLINTH WANT_ETCD
     if [ $IS_ETCD = 1 ]; then [ "$G_STATUS" = "$2" ]; else [ "$G_STATUS" = "$1" ]; fi
 }
@@ -103,22 +89,30 @@ cl_check "an unknown method answers UNIMPLEMENTED [${G_STATUS}]" test "$G_STATUS
 cl_check "after the unknown method the member serves" serves
 
 # ---- oversized requests ------------------------------------------------------------------
-putreq "$CL_DIR/big.bin" bad/big $((MAXREQ + 4096))
-grpc /etcdserverpb.KV/Put "$CL_DIR/big.bin"
-cl_check "a Put just over --max-request-bytes is refused as too large [${G_STATUS}: ${G_MESSAGE}]" \
-    eval '{ [ "$G_STATUS" = 3 ] || [ "$G_STATUS" = 8 ]; } && echo "$G_MESSAGE" | grep -q "request is too large"'
-putreq "$CL_DIR/huge.bin" bad/huge $((MAXREQ + 700000))
-grpc /etcdserverpb.KV/Put "$CL_DIR/huge.bin"
-cl_check "a Put far over the limit is refused with RESOURCE_EXHAUSTED [${G_STATUS}: ${G_MESSAGE}]" \
-    eval '[ "$G_STATUS" = 8 ] && echo "$G_MESSAGE" | grep -qE "too large|larger than max"'
+# etcd answers a request between --max-request-bytes and that + 512 KiB with INVALID_ARGUMENT
+# "etcdserver: request is too large", larger ones with gRPC's RESOURCE_EXHAUSTED; plinth may
+# refuse everything over the limit with RESOURCE_EXHAUSTED (either text).
+too_large() { # status message
+    { [ "$1" = 3 ] && [ "$2" = "etcdserver: request is too large" ]; } ||
+        { [ "$1" = 8 ] && echo "$2" | grep -qE "request is too large|larger than max"; }
+}
+# Bodies over the limit go through etcdctl (grpc-go): curl 7.88 often drops a status that
+# arrives while it is still uploading (seen with plinth's early trailers-only answer).
 printf '\x00\x10\x00\x00\x00\x0a\x01a' >"$CL_DIR/claims.bin"
 grpc /etcdserverpb.KV/Put "$CL_DIR/claims.bin"
 cl_check "a length prefix of 256 MiB is refused at once with RESOURCE_EXHAUSTED [${G_STATUS}]" test "$G_STATUS" = 8
 head -c $((MAXREQ + 4096)) /dev/zero | tr '\0' x >"$CL_DIR/value"
 out=$(cl_ctl 1 put bad/big-ctl <"$CL_DIR/value" 2>&1)
-cl_check "etcdctl put of an oversized value prints etcd's error" \
-    eval 'echo "$out" | grep -q "Error: etcdserver: request is too large"'
-cl_check "the oversized key was not written" eval '[ -z "$(cl_get 1 bad/big-ctl)" ] && [ -z "$(cl_get 1 bad/big)" ]'
+echo "$out" | grep '^Error' | sed 's/^/# etcdctl: /'
+cl_check "etcdctl put of a value just over the limit fails: request too large" \
+    eval 'echo "$out" | grep -qE "^Error: (etcdserver: request is too large|rpc error: code = ResourceExhausted desc = .*(request is too large|larger than max))"'
+head -c $((MAXREQ + 700000)) /dev/zero | tr '\0' x >"$CL_DIR/value"
+out=$(cl_ctl 1 put bad/huge-ctl <"$CL_DIR/value" 2>&1)
+echo "$out" | grep '^Error' | sed 's/^/# etcdctl: /'
+cl_check "etcdctl put of a value far over the limit fails with RESOURCE_EXHAUSTED" \
+    eval 'echo "$out" | grep -qE "^Error: rpc error: code = ResourceExhausted desc = .*(request is too large|larger than max)"'
+cl_check "the oversized keys were not written" \
+    eval '[ -z "$(cl_get 1 bad/big-ctl)" ] && [ -z "$(cl_get 1 bad/huge-ctl)" ]'
 cl_check "after oversized requests the member serves" serves
 
 # ---- too many operations in a transaction ------------------------------------------------
