@@ -157,7 +157,7 @@ cmd_start() {
             break
         fi
         cmd_stop "$d" >/dev/null
-        if [ "$attempt" -lt 5 ] && grep -qi 'address already in use' "$d"/m*.log; then
+        if [ "$attempt" -lt 5 ] && grep -qiE 'address already in use|cannot bind|bind:' "$d"/m*.log; then
             echo "cluster: a port was taken meanwhile; trying other ports" >&2
             rm -rf "$d"/m[0-9]* "$d/pids"
             continue
