@@ -303,7 +303,8 @@ void node_accept_forward(struct node *n, uint64_t from, const ProtobufCBinaryDat
         copy = malloc(data[i].len ? data[i].len : 1);
         if (!copy)
             break;
-        memcpy(copy, data[i].data, data[i].len);
+        if (data[i].len)
+            memcpy(copy, data[i].data, data[i].len);
         n->fwd[n->n_fwd].base = copy;
         n->fwd[n->n_fwd++].len = data[i].len;
     }

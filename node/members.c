@@ -144,9 +144,11 @@ int node_conf_state_load(struct node *n, struct raft_conf_state *c)
     if (!pc)
         return KV_ECORRUPT;
     c->n_voters = pc->n_voters > RAFT_MAX_MEMBERS ? RAFT_MAX_MEMBERS : pc->n_voters;
-    memcpy(c->voters, pc->voters, c->n_voters * sizeof(uint64_t));
+    if (c->n_voters)
+        memcpy(c->voters, pc->voters, c->n_voters * sizeof(uint64_t));
     c->n_learners = pc->n_learners > RAFT_MAX_MEMBERS ? RAFT_MAX_MEMBERS : pc->n_learners;
-    memcpy(c->learners, pc->learners, c->n_learners * sizeof(uint64_t));
+    if (c->n_learners)
+        memcpy(c->learners, pc->learners, c->n_learners * sizeof(uint64_t));
     plinthraftpb__conf_state__free_unpacked(pc, NULL);
     return 0;
 }

@@ -117,7 +117,7 @@ static void members_from_config(struct node *n)
         struct node_member *m = &n->members.m[n->members.n++];
         memset(m, 0, sizeof(*m));
         m->id = n->cfg.members[i].id;
-        snprintf(m->name, sizeof m->name, "%s", n->cfg.members[i].name);
+        memcpy(m->name, n->cfg.members[i].name, sizeof m->name); /* same size, NUL-terminated */
         m->peer_urls = n->cfg.members[i].peer_urls;
         if (m->id == n->id)
             m->client_urls = n->cfg.advertise_client_urls;

@@ -139,9 +139,11 @@ int peerwire_msg_to_raft(const Plinthraftpb__Message *pm, struct peerwire_raft *
                 return -1;
             }
             pr->snap.conf.n_voters = c->n_voters;
-            memcpy(pr->snap.conf.voters, c->voters, c->n_voters * sizeof(uint64_t));
+            if (c->n_voters)
+                memcpy(pr->snap.conf.voters, c->voters, c->n_voters * sizeof(uint64_t));
             pr->snap.conf.n_learners = c->n_learners;
-            memcpy(pr->snap.conf.learners, c->learners, c->n_learners * sizeof(uint64_t));
+            if (c->n_learners)
+                memcpy(pr->snap.conf.learners, c->learners, c->n_learners * sizeof(uint64_t));
         }
         m->snapshot = &pr->snap;
     } else if (m->type == RAFT_MSG_SNAPSHOT) {

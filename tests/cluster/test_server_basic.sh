@@ -97,4 +97,14 @@ check "writes resume after SIGKILL of the leader" test $ok = 1
 check "data survives the failover" test "$(ctl_at "$others" get p/c --print-value-only 2>&1)" = "3"
 check "new leader elected" test "$(ctl_at "$others" endpoint status 2>&1 | grep -c ', true, ')" = 1
 
+# --- graceful stop, and nothing reported by the sanitizers (make asan) ----------------------
+"$CL" stop "$D" >/dev/null 2>&1
+check "members stop on SIGTERM" bash -c "! grep -q 'second signal' $D/m*.log"
+if grep -qE 'runtime error|AddressSanitizer|LeakSanitizer' "$D"/m*.log; then
+    grep -hE -A12 'runtime error|AddressSanitizer|LeakSanitizer' "$D"/m*.log | head -60
+    check "no sanitizer reports in member logs" false
+else
+    check "no sanitizer reports in member logs" true
+fi
+
 result
