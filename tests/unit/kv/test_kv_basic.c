@@ -219,9 +219,9 @@ static void test_txn(void **state)
     Etcdserverpb__RequestOp **many = calloc(129, sizeof(*many));
     Etcdserverpb__RequestOp *ops = calloc(129, sizeof(*ops));
     Etcdserverpb__PutRequest *ps = calloc(129, sizeof(*ps));
-    char (*names)[8] = calloc(129, 8);
+    char (*names)[16] = calloc(129, 16);
     for (int i = 0; i < 129; i++) {
-        snprintf(names[i], 8, "k%d", i);
+        snprintf(names[i], 16, "k%d", i);
         many[i] = op_put(&ops[i], &ps[i], names[i], "v");
     }
     tx.n_success = 129;
@@ -294,9 +294,9 @@ static void test_raft_log(void **state)
     assert_int_equal(kv_log_last_index(t.s), 0);
     kv_wtxn *w;
     kv_entry e[10];
-    char data[10][16];
+    char data[10][24];
     for (int i = 0; i < 10; i++) {
-        snprintf(data[i], 16, "entry-%d", i + 1);
+        snprintf(data[i], 24, "entry-%d", i + 1);
         e[i] = (kv_entry){(kv_index_t)i + 1, 1, 0, data[i], strlen(data[i])};
     }
     assert_int_equal(kv_wtxn_begin(t.s, &w), 0);

@@ -229,9 +229,9 @@ static void test_snapshot_restore(void **state)
     assert_int_equal(kv_log_append(w, &e, 1), 0);
     assert_int_equal(kv_wtxn_commit(w), 0);
     for (int i = 0; i < 100; i++) {
-        char k[8], v[8];
-        snprintf(k, 8, "k%d", i);
-        snprintf(v, 8, "v%d", i);
+        char k[16], v[16];
+        snprintf(k, 16, "k%d", i);
+        snprintf(v, 16, "v%d", i);
         assert_int_equal(kvt_put1(&a, k, v), 0);
     }
     assert_int_equal(kvt_grant(&a, 5, 60, NULL), 0);

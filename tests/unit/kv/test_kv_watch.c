@@ -115,9 +115,9 @@ static void test_history_then_live(void **state)
     owner o = {0}, f = {0};
     kvt_init(&t, "kv-watch1", NULL);
     for (int i = 0; i < 50; i++) { /* revisions 2..51 */
-        char k[8], v[8];
-        snprintf(k, 8, "k%d", i % 7);
-        snprintf(v, 8, "v%d", i);
+        char k[16], v[16];
+        snprintf(k, 16, "k%d", i % 7);
+        snprintf(v, 16, "v%d", i);
         assert_int_equal(kvt_put1(&t, k, v), 0);
     }
     t.opt.watch_batch_events = 8; /* force several catch-up batches */
@@ -128,9 +128,9 @@ static void test_history_then_live(void **state)
     assert_true(kv_watch_synced(f.w));
     /* interleave live writes with the catch-up */
     for (int i = 50; i < 80; i++) {
-        char k[8], v[8];
-        snprintf(k, 8, "k%d", i % 7);
-        snprintf(v, 8, "v%d", i);
+        char k[16], v[16];
+        snprintf(k, 16, "k%d", i % 7);
+        snprintf(v, 16, "v%d", i);
         assert_int_equal(kvt_put1(&t, k, v), 0);
         kv_watch_notify(t.s);
     }
@@ -253,8 +253,8 @@ static void test_stalled_catches_up(void **state)
     s1.busy = -1;
     int64_t base = kv_current_revision(t.s);
     for (int i = 0; i < 3000; i++) {
-        char k[8];
-        snprintf(k, 8, "k%d", i % 50);
+        char k[16];
+        snprintf(k, 16, "k%d", i % 50);
         assert_int_equal(kvt_put1(&t, k, "v"), 0);
         kv_watch_notify(t.s);
         if (i == 1500) { /* the owner has room again for a while */
@@ -318,8 +318,8 @@ static void test_progress(void **state)
 typedef struct change {
     int64_t rev;
     bool del;
-    char key[8];
-    char val[12];
+    char key[16];
+    char val[16];
 } change;
 
 static bool in_rng(const char *k, const char *key, const char *end)
@@ -352,26 +352,26 @@ static void random_watchers_seed(uint64_t seed)
     int created = 0;
     for (int i = 0; i < NOPS; i++) {
         int x = rn(100);
-        char k[8], v[12];
-        snprintf(k, 8, "%s%d", ks[rn(6)], rn(4));
-        snprintf(v, 12, "v%d", i);
+        char k[16], v[16];
+        snprintf(k, 16, "%s%d", ks[rn(6)], rn(4));
+        snprintf(v, 16, "v%d", i);
         if (x < 60) {
             assert_int_equal(kvt_put1(&t, k, v), 0);
             change c = {kv_current_revision(t.s), false, "", ""};
-            snprintf(c.key, 8, "%s", k);
-            snprintf(c.val, 12, "%s", v);
+            snprintf(c.key, 16, "%s", k);
+            snprintf(c.val, 16, "%s", v);
             ch[nch++] = c;
         } else if (x < 75) {
             kv_result r;
-            char e[8];
-            snprintf(e, 8, "%s", ks[rn(6)]);
+            char e[16];
+            snprintf(e, 16, "%s", ks[rn(6)]);
             const char *end = rn(2) ? e : NULL;
             const char *key = end ? ks[rn(6)] : k;
             assert_int_equal(kvt_del(&t, key, end, &r), 0);
             Etcdserverpb__DeleteRangeResponse *dr = (Etcdserverpb__DeleteRangeResponse *)r.msg;
             for (size_t j = 0; j < dr->n_prev_kvs; j++) {
                 change c = {kv_current_revision(t.s), true, "", ""};
-                snprintf(c.key, 8, "%.*s", (int)dr->prev_kvs[j]->key.len, dr->prev_kvs[j]->key.data);
+                snprintf(c.key, 16, "%.*s", (int)dr->prev_kvs[j]->key.len, dr->prev_kvs[j]->key.data);
                 ch[nch++] = c;
             }
             kv_result_free(&r);
