@@ -11,6 +11,7 @@
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 5000
 #define PASS_BUDGET_MS 400
+#define BATCH 256 /* binds in flight at once */
 
 struct pending {
     const char *key;
@@ -108,61 +109,95 @@ static void backoff_bump(struct scheduler *sc, const char *key, const json_t *po
                                   sched_obj_str(pod, "metadata.uid")));
 }
 
-/* Returns 0 to go on, 1 to end the pass (leadership lost or store trouble). */
-static int bind_one(struct scheduler *sc, struct pending *p, struct sched_node_info *nodes,
-                    size_t nn, int64_t now)
-{
+/* One decision of a pass, written in a pipelined batch. */
+struct decision {
+    struct pending *p;
+    json_t *upd;      /* the pod as it should be written, or NULL: nothing to write */
+    int node;         /* index of the chosen node, or -1 (unschedulable) */
     struct sched_pod_req req;
-    char reason[512];
-    sched_pod_req_from(p->pod, &req);
-    int k = sched_pick(nodes, nn, &req, sc->tiebreak++, reason, sizeof(reason));
+    char *text;       /* encoded upd */
+};
+
+/* Decides placements for pend[0..n) against the node table (accounting as it goes),
+ * writes them all at once, and undoes the accounting of the writes that failed. Returns
+ * false when the pass must end (leadership lost or the store failing). */
+static bool bind_batch(struct scheduler *sc, struct pending *pend, size_t n,
+                       struct sched_node_info *nodes, size_t nn, int64_t now)
+{
     const struct sched_fence *f = sched_election_fence(sc->el);
-    if (!f) return 1;
-    json_t *upd = json_deep_copy(p->pod);
-    if (!upd) return 1;
-    int rc;
-    if (k >= 0) {
-        sched_obj_set(upd, "spec.nodeName", json_string(nodes[k].name));
-        /* who bound it: lets an audit tell a deposed scheduler's write from its successor's */
-        json_t *ann = sched_obj_get(upd, "metadata.annotations");
-        if (!json_is_object(ann)) {
-            ann = json_object();
-            sched_obj_set(upd, "metadata.annotations", ann);
-        }
-        json_object_set_new(ann, "scheduler.plinth.io/bound-by", json_string(sc->c->name));
-        sched_condition_set(upd, "PodScheduled", "True", NULL, NULL);
-        rc = sched_store_update_obj(sc->s, upd, f);
-        if (rc == 0) {
-            sched_node_account(&nodes[k], &req, +1);
-            sc->binds++;
-            json_object_del(sc->backoff, p->key);
-            if (sc->c->verbose) sched_log("bound %s to %s", p->key, nodes[k].name);
-        }
-    } else {
-        bool changed = sched_condition_set(upd, "PodScheduled", "False", "Unschedulable", reason);
-        rc = changed ? sched_store_update_obj(sc->s, upd, f) : 0;
-        if (rc == 0) {
-            if (changed) sched_log("cannot place %s: %s", p->key, reason);
-            sc->unschedulable++;
-        }
-        backoff_bump(sc, p->key, p->pod, now);
+    if (!f) return false;
+    struct decision *d = calloc(n, sizeof(*d));
+    struct sched_write *w = calloc(n, sizeof(*w));
+    size_t nw = 0;
+    bool go_on = true;
+    if (!d || !w) {
+        free(d);
+        free(w);
+        return false;
     }
-    json_decref(upd);
-    switch (rc) {
-    case 0:
-        return 0;
-    case SCHED_ECONFLICT:
-    case SCHED_ENOTFOUND:
-        /* the pod changed or went away since the cache saw it: the watch brings the news */
-        sc->conflicts++;
-        return 0;
-    case SCHED_ENOTLEADER:
-        sched_log("bind stopped: %s", sched_store_errmsg(sc->s));
-        return 1;
-    default:
-        sched_log("bind %s: %s", p->key, sched_store_errmsg(sc->s));
-        return 1;
+    for (size_t i = 0; i < n; i++) {
+        char reason[512];
+        d[i].p = &pend[i];
+        sched_pod_req_from(pend[i].pod, &d[i].req);
+        d[i].node = sched_pick(nodes, nn, &d[i].req, sc->tiebreak++, reason, sizeof(reason));
+        json_t *upd = json_deep_copy(pend[i].pod);
+        if (d[i].node >= 0) {
+            sched_obj_set(upd, "spec.nodeName", json_string(nodes[d[i].node].name));
+            /* who bound it: lets an audit tell a deposed scheduler's write from its successor's */
+            json_t *ann = sched_obj_get(upd, "metadata.annotations");
+            if (!json_is_object(ann)) {
+                ann = json_object();
+                sched_obj_set(upd, "metadata.annotations", ann);
+            }
+            json_object_set_new(ann, "scheduler.plinth.io/bound-by", json_string(sc->c->name));
+            sched_condition_set(upd, "PodScheduled", "True", NULL, NULL);
+            sched_node_account(&nodes[d[i].node], &d[i].req, +1);
+        } else {
+            backoff_bump(sc, pend[i].key, pend[i].pod, now);
+            if (!sched_condition_set(upd, "PodScheduled", "False", "Unschedulable", reason)) {
+                json_decref(upd);
+                upd = NULL;
+            } else {
+                sched_log("cannot place %s: %s", pend[i].key, reason);
+            }
+        }
+        d[i].upd = upd;
+        if (!upd) continue;
+        d[i].text = sched_obj_encode(upd);
+        w[nw] = (struct sched_write){.key = pend[i].key, .value = d[i].text,
+                                     .len = d[i].text ? strlen(d[i].text) : 0,
+                                     .expect_mod = sched_obj_rev(pend[i].pod)};
+        nw++;
     }
+    sched_store_write_batch(sc->s, w, nw, f);
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!d[i].upd) continue;
+        int rc = w[j++].rc;
+        if (rc == 0) {
+            if (d[i].node >= 0) {
+                sc->binds++;
+                json_object_del(sc->backoff, d[i].p->key);
+                if (sc->c->verbose) sched_log("bound %s to %s", d[i].p->key, nodes[d[i].node].name);
+            } else {
+                sc->unschedulable++;
+            }
+        } else {
+            if (d[i].node >= 0) sched_node_account(&nodes[d[i].node], &d[i].req, -1);
+            if (rc == SCHED_ECONFLICT || rc == SCHED_ENOTFOUND) {
+                /* the pod changed or went away since the cache saw it: the watch brings it */
+                sc->conflicts++;
+            } else if (go_on) {
+                sched_log("bind %s: %s", d[i].p->key, sched_store_errmsg(sc->s));
+                go_on = false;
+            }
+        }
+        json_decref(d[i].upd);
+        free(d[i].text);
+    }
+    free(d);
+    free(w);
+    return go_on;
 }
 
 static void schedule_pass(struct scheduler *sc)
@@ -190,9 +225,9 @@ static void schedule_pass(struct scheduler *sc)
     json_t *index = json_object();
     size_t nn = 0;
     struct sched_node_info *nodes = node_table(sc, index, &nn);
-    for (size_t i = 0; nodes && i < n; i++) {
-        if (bind_one(sc, &pend[i], nodes, nn, start)) break;
-        /* keep the lease renewed during long passes */
+    for (size_t i = 0; nodes && i < n; i += BATCH) {
+        if (!bind_batch(sc, pend + i, n - i < BATCH ? n - i : BATCH, nodes, nn, start)) break;
+        /* return to the loop now and then: the lease must be renewed */
         if (sched_now_ms() - start > PASS_BUDGET_MS) break;
     }
     free(nodes);

@@ -237,90 +237,160 @@ static int txn_failure(struct sched_store *s, const Etcdserverpb__TxnResponse *r
     return SCHED_ECONFLICT;
 }
 
-/* One transaction: [fence compare] [mod compare] -> op, else range fence + range key. */
-static int txn(struct sched_store *s, const char *key, bool del, const char *value, size_t len,
-               int64_t expect_mod, int64_t lease, const struct sched_fence *fence, int64_t *new_rev)
+/* The messages of one transaction: [fence compare] [mod compare] -> op, else range fence
+ * + range key (so a failure can be explained). Points into the caller's strings. */
+struct txn_msg {
+    Etcdserverpb__Compare cmp[2], *cmps[2];
+    Etcdserverpb__PutRequest put;
+    Etcdserverpb__DeleteRangeRequest dr;
+    Etcdserverpb__RequestOp op, *ops[1];
+    Etcdserverpb__RangeRequest rf, rk;
+    Etcdserverpb__RequestOp fop[2], *fops[2];
+    Etcdserverpb__TxnRequest req;
+};
+
+static void txn_build(struct txn_msg *m, const char *key, bool del, const char *value, size_t len,
+                      int64_t expect_mod, int64_t lease, const struct sched_fence *fence)
 {
-    Etcdserverpb__Compare cmp[2] = {ETCDSERVERPB__COMPARE__INIT, ETCDSERVERPB__COMPARE__INIT};
-    Etcdserverpb__Compare *cmps[2];
-    size_t ncmp = 0;
+    size_t ncmp = 0, nf = 0;
+    m->cmp[0] = (Etcdserverpb__Compare)ETCDSERVERPB__COMPARE__INIT;
+    m->cmp[1] = (Etcdserverpb__Compare)ETCDSERVERPB__COMPARE__INIT;
     if (fence) {
-        cmp[ncmp].result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
-        cmp[ncmp].target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE;
-        cmp[ncmp].key = bin(fence->key, strlen(fence->key));
-        cmp[ncmp].target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION;
-        cmp[ncmp].create_revision = fence->create_rev;
-        cmps[ncmp] = &cmp[ncmp];
+        m->cmp[ncmp].result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
+        m->cmp[ncmp].target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE;
+        m->cmp[ncmp].key = bin(fence->key, strlen(fence->key));
+        m->cmp[ncmp].target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION;
+        m->cmp[ncmp].create_revision = fence->create_rev;
+        m->cmps[ncmp] = &m->cmp[ncmp];
         ncmp++;
     }
     if (expect_mod >= 0) {
-        cmp[ncmp].result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
-        cmp[ncmp].target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
-        cmp[ncmp].key = bin(key, strlen(key));
-        cmp[ncmp].target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
-        cmp[ncmp].mod_revision = expect_mod;
-        cmps[ncmp] = &cmp[ncmp];
+        m->cmp[ncmp].result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
+        m->cmp[ncmp].target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
+        m->cmp[ncmp].key = bin(key, strlen(key));
+        m->cmp[ncmp].target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+        m->cmp[ncmp].mod_revision = expect_mod;
+        m->cmps[ncmp] = &m->cmp[ncmp];
         ncmp++;
     }
-    Etcdserverpb__PutRequest put = ETCDSERVERPB__PUT_REQUEST__INIT;
-    Etcdserverpb__DeleteRangeRequest dr = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
-    Etcdserverpb__RequestOp op = ETCDSERVERPB__REQUEST_OP__INIT, *ops[1] = {&op};
+    m->put = (Etcdserverpb__PutRequest)ETCDSERVERPB__PUT_REQUEST__INIT;
+    m->dr = (Etcdserverpb__DeleteRangeRequest)ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+    m->op = (Etcdserverpb__RequestOp)ETCDSERVERPB__REQUEST_OP__INIT;
+    m->ops[0] = &m->op;
     if (del) {
-        dr.key = bin(key, strlen(key));
-        op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
-        op.request_delete_range = &dr;
+        m->dr.key = bin(key, strlen(key));
+        m->op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
+        m->op.request_delete_range = &m->dr;
     } else {
-        put.key = bin(key, strlen(key));
-        put.value = bin(value, len);
-        put.lease = lease;
-        op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
-        op.request_put = &put;
+        m->put.key = bin(key, strlen(key));
+        m->put.value = bin(value, len);
+        m->put.lease = lease;
+        m->op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+        m->op.request_put = &m->put;
     }
-    Etcdserverpb__RangeRequest rf = ETCDSERVERPB__RANGE_REQUEST__INIT, rk = ETCDSERVERPB__RANGE_REQUEST__INIT;
-    Etcdserverpb__RequestOp fop[2] = {ETCDSERVERPB__REQUEST_OP__INIT, ETCDSERVERPB__REQUEST_OP__INIT};
-    Etcdserverpb__RequestOp *fops[2];
-    size_t nf = 0;
+    m->rf = (Etcdserverpb__RangeRequest)ETCDSERVERPB__RANGE_REQUEST__INIT;
+    m->rk = (Etcdserverpb__RangeRequest)ETCDSERVERPB__RANGE_REQUEST__INIT;
+    m->fop[0] = (Etcdserverpb__RequestOp)ETCDSERVERPB__REQUEST_OP__INIT;
+    m->fop[1] = (Etcdserverpb__RequestOp)ETCDSERVERPB__REQUEST_OP__INIT;
     if (fence) {
-        rf.key = bin(fence->key, strlen(fence->key));
-        rf.keys_only = 1;
-        fop[nf].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
-        fop[nf].request_range = &rf;
-        fops[nf] = &fop[nf];
+        m->rf.key = bin(fence->key, strlen(fence->key));
+        m->rf.keys_only = 1;
+        m->fop[nf].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+        m->fop[nf].request_range = &m->rf;
+        m->fops[nf] = &m->fop[nf];
         nf++;
     }
-    rk.key = bin(key, strlen(key));
-    rk.keys_only = 1;
-    fop[nf].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
-    fop[nf].request_range = &rk;
-    fops[nf] = &fop[nf];
+    m->rk.key = bin(key, strlen(key));
+    m->rk.keys_only = 1;
+    m->fop[nf].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+    m->fop[nf].request_range = &m->rk;
+    m->fops[nf] = &m->fop[nf];
     nf++;
-    Etcdserverpb__TxnRequest req = ETCDSERVERPB__TXN_REQUEST__INIT;
-    req.n_compare = ncmp;
-    req.compare = cmps;
-    req.n_success = 1;
-    req.success = ops;
-    req.n_failure = nf;
-    req.failure = fops;
+    m->req = (Etcdserverpb__TxnRequest)ETCDSERVERPB__TXN_REQUEST__INIT;
+    m->req.n_compare = ncmp;
+    m->req.compare = m->cmps;
+    m->req.n_success = 1;
+    m->req.success = m->ops;
+    m->req.n_failure = nf;
+    m->req.failure = m->fops;
+}
+
+/* Interprets a transaction's answer. */
+static int txn_result(struct sched_store *s, const Etcdserverpb__TxnResponse *resp, const char *key,
+                      bool del, int64_t expect_mod, const struct sched_fence *fence,
+                      int64_t *new_rev)
+{
+    if (!resp->succeeded) return txn_failure(s, resp, key, expect_mod, fence);
+    int64_t rev = resp->header ? resp->header->revision : 0;
+    if (del && resp->n_responses == 1 &&
+        resp->responses[0]->response_case == ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE &&
+        resp->responses[0]->response_delete_range->deleted == 0) {
+        seterr(s, "delete %s: not found", key);
+        return SCHED_ENOTFOUND;
+    }
+    if (rev > s->last_write_rev && !strncmp(key, "/registry/", 10)) s->last_write_rev = rev;
+    if (new_rev) *new_rev = rev;
+    return 0;
+}
+
+static int txn(struct sched_store *s, const char *key, bool del, const char *value, size_t len,
+               int64_t expect_mod, int64_t lease, const struct sched_fence *fence, int64_t *new_rev)
+{
+    struct txn_msg m;
+    txn_build(&m, key, del, value, len, expect_mod, lease, fence);
     Etcdserverpb__TxnResponse *resp = NULL;
-    int rc = call(s, "/etcdserverpb.KV/Txn", &req.base, &etcdserverpb__txn_response__descriptor,
+    int rc = call(s, "/etcdserverpb.KV/Txn", &m.req.base, &etcdserverpb__txn_response__descriptor,
                   (ProtobufCMessage **)&resp, key);
     if (rc) return rc;
-    if (!resp->succeeded) {
-        rc = txn_failure(s, resp, key, expect_mod, fence);
-    } else {
-        int64_t rev = resp->header ? resp->header->revision : 0;
-        if (del && resp->n_responses == 1 &&
-            resp->responses[0]->response_case == ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE &&
-            resp->responses[0]->response_delete_range->deleted == 0) {
-            seterr(s, "delete %s: not found", key);
-            rc = SCHED_ENOTFOUND;
-        } else {
-            if (rev > s->last_write_rev && !strncmp(key, "/registry/", 10)) s->last_write_rev = rev;
-            if (new_rev) *new_rev = rev;
-        }
-    }
+    rc = txn_result(s, resp, key, del, expect_mod, fence, new_rev);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return rc;
+}
+
+/* ---- pipelined writes ---- */
+
+struct batch_slot {
+    struct sched_store *s;
+    struct sched_write *w;
+    const struct sched_fence *fence;
+    size_t *pending;
+};
+
+static void batch_done(void *ud, const struct net_grpc_status *st, ProtobufCMessage *resp)
+{
+    struct batch_slot *b = ud;
+    if (st->code != NET_GRPC_OK || !resp) {
+        seterr(b->s, "txn %s: %s: %s", b->w->key, net_grpc_code_name(st->code), st->message);
+        b->w->rc = SCHED_ESTORE;
+    } else {
+        b->w->rc = txn_result(b->s, (Etcdserverpb__TxnResponse *)resp, b->w->key, b->w->del,
+                              b->w->expect_mod, b->fence, &b->w->new_rev);
+    }
+    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+    (*b->pending)--;
+}
+
+int sched_store_write_batch(struct sched_store *s, struct sched_write *w, size_t n,
+                            const struct sched_fence *fence)
+{
+    struct batch_slot *slots = calloc(n ? n : 1, sizeof(*slots));
+    size_t pending = 0;
+    if (!slots) return SCHED_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        struct txn_msg m;
+        txn_build(&m, w[i].key, w[i].del, w[i].value, w[i].len, w[i].expect_mod, 0, fence);
+        slots[i] = (struct batch_slot){s, &w[i], fence, &pending};
+        w[i].rc = SCHED_ESTORE;
+        w[i].new_rev = 0;
+        if (net_grpc_unary_msg_async(s->c, "/etcdserverpb.KV/Txn", &m.req.base,
+                                     &etcdserverpb__txn_response__descriptor, s->timeout_ms,
+                                     batch_done, &slots[i]) == 0)
+            pending++;
+    }
+    /* every call ends by its deadline, so this loop ends too */
+    while (pending > 0) net_grpc_client_poll(s->c, 1);
+    free(slots);
+    return 0;
 }
 
 int sched_store_put(struct sched_store *s, const char *key, const char *value, size_t len,
@@ -362,8 +432,7 @@ json_t *sched_obj_from_kv(const char *value, size_t len, int64_t mod_rev)
     return o;
 }
 
-/* The stored form: compact JSON without resourceVersion (the store keeps that). */
-static char *encode(const json_t *obj)
+char *sched_obj_encode(const json_t *obj)
 {
     json_t *md = json_object_get(obj, "metadata");
     json_t *rv = json_incref(json_object_get(md, "resourceVersion"));
@@ -394,7 +463,7 @@ static int write_obj(struct sched_store *s, json_t *obj, int64_t expect, const s
         seterr(s, "write: object has no valid kind/name");
         return SCHED_EINVAL;
     }
-    char *text = encode(obj);
+    char *text = sched_obj_encode(obj);
     if (!text) return SCHED_ENOMEM;
     int64_t rev = 0;
     int rc = sched_store_put(s, key, text, strlen(text), expect, 0, fence, &rev);

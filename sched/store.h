@@ -83,6 +83,26 @@ int sched_store_put(struct sched_store *s, const char *key, const char *value, s
 int sched_store_delete(struct sched_store *s, const char *key, int64_t expect_mod,
                        const struct sched_fence *fence);
 
+/* One write of a pipelined batch: a put (or delete) of key at expect_mod as in
+ * sched_store_put/sched_store_delete. key and value are borrowed for the call; rc and
+ * new_rev are filled in. */
+struct sched_write {
+    const char *key;
+    const char *value;
+    size_t len;
+    int64_t expect_mod;
+    bool del;
+    int rc;
+    int64_t new_rev;
+};
+
+/* Sends every write at once (each its own transaction, all in flight together, so the
+ * store can commit them in one batch) and waits for all answers. Each w[i].rc gets the
+ * code sched_store_put would return. Returns 0, or SCHED_ENOMEM. The writes are
+ * independent: some may succeed while others fail. */
+int sched_store_write_batch(struct sched_store *s, struct sched_write *w, size_t n,
+                            const struct sched_fence *fence);
+
 /* ---- objects (JSON documents; metadata.resourceVersion carries mod_revision) ---- */
 
 /* The mod_revision an object was read at (metadata.resourceVersion), 0 when absent. */
@@ -90,6 +110,10 @@ int64_t sched_obj_rev(const json_t *obj);
 /* Parses a stored value into a document and sets its metadata.resourceVersion to
  * mod_rev. Returns a new reference or NULL when the value is not a JSON object. */
 json_t *sched_obj_from_kv(const char *value, size_t len, int64_t mod_rev);
+
+/* The stored form of an object: compact JSON without metadata.resourceVersion (the
+ * store keeps that as mod_revision). Caller frees with free(). */
+char *sched_obj_encode(const json_t *obj);
 
 /* Reads one object by key. *out is a new reference. SCHED_ENOTFOUND when absent. */
 int sched_store_get_obj(struct sched_store *s, const char *key, json_t **out);
