@@ -259,6 +259,7 @@ int node_start(const struct node_config *cfg, struct event_base *base, struct no
     ko.min_lease_ttl = (int64_t)ceil(1.5 * cfg->election_ms / 1000.0);
     if (getenv("PLINTH_UNSAFE_NO_FSYNC"))
         ko.no_sync = true;
+    n->batch_window_us = getenv("PLINTH_BATCH_WINDOW_US") ? atoll(getenv("PLINTH_BATCH_WINDOW_US")) : 2000;
     {
         char e[512];
         if (kv_open(cfg->data_dir, &ko, &n->kv, e, sizeof e) != 0) {

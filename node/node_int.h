@@ -210,6 +210,8 @@ struct node {
     /* MoveLeader calls waiting for the transfer */
     struct move_wait *moves;
     bool nospace_raised;
+    int64_t batch_window_us;     /* group commit: longest wait before a turn under load */
+    int64_t last_commit_end_us, last_commit_us;
     struct node_housekeeping hk;
 };
 
