@@ -423,6 +423,9 @@ static int stream_close_cb(nghttp2_session *ng, int32_t sid, uint32_t err, void 
             if (call->st.code == NET_GRPC_OK && call->kind != CALL_STREAM && !call->got_resp)
                 gc_status_set(&call->st, NET_GRPC_INTERNAL, "%s: server sent no response message",
                               url);
+            else if (call->st.code != NET_GRPC_OK && !call->st.message[0])
+                gc_status_set(&call->st, call->st.code, "server returned %s",
+                              net_grpc_code_name(call->st.code));
         } else if (err != NGHTTP2_NO_ERROR) {
             gc_status_set(&call->st, rst_to_code(err), "%s: stream reset by server: %s", url,
                           nghttp2_http2_strerror(err));
@@ -867,6 +870,16 @@ void net_grpc_client_free(struct net_grpc_client *c)
 struct event_base *net_grpc_client_base(struct net_grpc_client *c)
 {
     return c->base;
+}
+
+int net_grpc_client_set_metadata(struct net_grpc_client *c, const char *const *metadata)
+{
+    char **md;
+    if (gc_copy_md(metadata, &md) != 0)
+        return NET_ENOMEM;
+    gc_free_md(c->md);
+    c->md = md;
+    return 0;
 }
 
 const char *net_grpc_client_endpoint(struct net_grpc_client *c)

@@ -160,6 +160,11 @@ void net_grpc_client_free(struct net_grpc_client *c);
 /* The event_base the client runs on (the external one, or its internal one). */
 struct event_base *net_grpc_client_base(struct net_grpc_client *c);
 
+/* Replaces the extra headers sent with every call from now on (opts.metadata), e.g. to
+ * add etcd's {"token", tok, NULL} after Auth/Authenticate. Copied; NULL clears them.
+ * Returns 0 or NET_ENOMEM (the old headers stay). */
+int net_grpc_client_set_metadata(struct net_grpc_client *c, const char *const *metadata);
+
 /* The endpoint URL currently (or last) connected, or the first one; borrowed, valid until
  * the next call into the client. */
 const char *net_grpc_client_endpoint(struct net_grpc_client *c);

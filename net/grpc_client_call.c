@@ -115,6 +115,7 @@ void gc_call_end(struct gc_call *call)
 {
     if (call->finishing || call->done || !call->c)
         return;
+    gc_progress(call->c);
     call->finishing = true;
     call->pending = false;
     if (call->deadline_ev)
@@ -152,6 +153,7 @@ void gc_call_complete(struct gc_call *call)
         return;
     call->done = true;
     call->finishing = false;
+    gc_progress(call->c);
     if (call->st.code == NET_GRPC_OK && call->kind != CALL_STREAM && !call->got_resp)
         gc_status_set(&call->st, NET_GRPC_INTERNAL, "grpc client: no response message");
     call->in_cb++;
@@ -376,6 +378,7 @@ void gc_call_deliver(struct gc_call *call, const uint8_t *msg, size_t len)
         if (call->user_freed)
             return;
         if (call->on_msg) {
+            gc_progress(call->c);
             call->in_cb++;
             call->on_msg(call->ud, (struct net_grpc_stream *)call, msg, len);
             call->in_cb--;
@@ -394,6 +397,7 @@ void gc_call_deliver(struct gc_call *call, const uint8_t *msg, size_t len)
                 call->q_head = m;
             call->q_tail = m;
             call->q_bytes += len + GRPC_HDR;
+            gc_progress(call->c);
         }
         break;
     }
@@ -454,6 +458,16 @@ static bool in_loop(struct net_grpc_client *c)
     return event_base_loop(c->base, EVLOOP_NONBLOCK) < 0;
 }
 
+/* A sync helper waits for a message or a completion. libevent's EVLOOP_ONCE keeps
+ * looping while callbacks keep making others active (our connection and an in-process
+ * server ping-pong), and may then block until an unrelated timer: end the loop as soon
+ * as something the waiter looks at has changed. */
+void gc_progress(struct net_grpc_client *c)
+{
+    if (c && c->waiting)
+        event_base_loopbreak(c->base);
+}
+
 int gc_run_once(struct net_grpc_client *c, uint64_t until_ms)
 {
     if (until_ms) {
@@ -464,7 +478,9 @@ int gc_run_once(struct net_grpc_client *c, uint64_t until_ms)
         struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
         evtimer_add(c->wake, &tv);
     }
+    c->waiting = true;
     int rv = event_base_loop(c->base, EVLOOP_ONCE);
+    c->waiting = false;
     if (until_ms)
         evtimer_del(c->wake);
     return rv;
@@ -743,6 +759,7 @@ int net_grpc_stream_recv(struct net_grpc_stream *st, uint8_t **msg, size_t *len,
     *msg = NULL;
     *len = 0;
     uint64_t until = 0;
+    bool probed = false;
     if (s->c && timeout_ms > 0)
         until = gc_now_ms(s->c) + (uint64_t)timeout_ms;
     for (;;) {
@@ -774,7 +791,14 @@ int net_grpc_stream_recv(struct net_grpc_stream *st, uint8_t **msg, size_t *len,
         }
         if (ended(s))
             return NET_GRPC_RECV_CLOSED;
-        if (timeout_ms == 0 || in_loop(s->c))
+        if (!probed) {
+            /* the probe runs what is ready, which may queue a message: look again */
+            probed = true;
+            if (in_loop(s->c))
+                return NET_GRPC_RECV_TIMEOUT;
+            continue;
+        }
+        if (timeout_ms == 0)
             return NET_GRPC_RECV_TIMEOUT;
         if (until && gc_now_ms(s->c) >= until)
             return NET_GRPC_RECV_TIMEOUT;

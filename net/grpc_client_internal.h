@@ -127,6 +127,7 @@ struct net_grpc_client {
     struct gc_call *dq_head, *dq_tail;  /* calls waiting for their completion */
     struct event *kick;         /* deferred work: dial, submit, reap */
     struct event *wake;         /* sync helpers' timer */
+    bool waiting;               /* a sync helper runs the loop: break it on progress */
     char last_err[NET_GRPC_MSGLEN];
 };
 
@@ -151,5 +152,6 @@ int gc_submit(struct gc_conn *k, struct gc_call *call);
 int gc_run_once(struct net_grpc_client *c, uint64_t until_ms);
 void gc_run_completions(struct net_grpc_client *c);
 void gc_call_free(struct gc_call *call);
+void gc_progress(struct net_grpc_client *c);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "net/grpc_client.h"
+#include "net/grpc_client_internal.h" /* to look at a stream's receive queue */
 #include "net/grpc_server.h"
 #include "net/tls.h"
 #include "rpc.pb-c.h"
@@ -105,6 +106,45 @@ static void many(struct net_grpc_call *call, const uint8_t *msg, size_t len, voi
     net_grpc_call_finish(call, NET_GRPC_OK, NULL);
 }
 
+/* Streams 64 KiB messages as fast as the client lets it. */
+struct flood {
+    int sent, total;
+};
+static struct flood *last_flood;
+
+static void flood_more(struct net_grpc_call *call, void *user)
+{
+    struct flood *f = user;
+    static uint8_t chunk[64 << 10];
+    while (f->sent < f->total) {
+        chunk[0] = (uint8_t)f->sent;
+        if (net_grpc_call_send(call, chunk, sizeof chunk) != 0)
+            return;   /* NET_EFULL: the writable callback continues */
+        f->sent++;
+    }
+    net_grpc_call_finish(call, NET_GRPC_OK, NULL);
+}
+
+static void flood_closed(struct net_grpc_call *call, void *user, int err)
+{
+    (void)call, (void)err;
+    if (last_flood == user)
+        last_flood = NULL;
+    free(user);
+}
+
+static void flood(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
+{
+    (void)msg, (void)len, (void)ud;
+    struct flood *f = calloc(1, sizeof *f);
+    f->total = 400;
+    last_flood = f;
+    net_grpc_call_set_user(call, f);
+    net_grpc_call_set_close_cb(call, flood_closed);
+    net_grpc_call_set_writable_cb(call, flood_more);
+    flood_more(call, f);
+}
+
 static void kv_put(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     (void)ud;
@@ -141,6 +181,8 @@ static int fx_setup(void **state)
                                               NULL), 0);
     assert_int_equal(net_grpc_server_register(F.srv, "/test.Echo/Many", NET_GRPC_SERVER_STREAM,
                                               many, NULL), 0);
+    assert_int_equal(net_grpc_server_register(F.srv, "/test.Echo/Flood", NET_GRPC_SERVER_STREAM,
+                                              flood, NULL), 0);
     assert_int_equal(net_grpc_server_register(F.srv, "/etcdserverpb.KV/Put", NET_GRPC_UNARY,
                                               kv_put, NULL), 0);
     uint16_t p1, p2;
@@ -371,6 +413,10 @@ static void test_metadata_and_limits(void **state)
     char out[64];
     assert_int_equal(call_str(c, "meta?", out, sizeof out, &st, 0), NET_GRPC_OK);
     assert_string_equal(out, "abc123");
+    const char *md2[] = {"token", "zz9", NULL};
+    assert_int_equal(net_grpc_client_set_metadata(c, md2), 0);
+    assert_int_equal(call_str(c, "meta?", out, sizeof out, &st, 0), NET_GRPC_OK);
+    assert_string_equal(out, "zz9");
     /* a reply over max_recv_bytes */
     assert_int_equal(call_str(c, "big", NULL, 0, &st, 0), NET_GRPC_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(st.message, "larger than max"));
@@ -468,6 +514,39 @@ static void test_server_stream(void **state)
     assert_int_equal(rv, NET_GRPC_RECV_CLOSED);
     assert_int_equal(n, 500);
     assert_int_equal(net_grpc_stream_status(s)->code, NET_GRPC_OK);
+    net_grpc_stream_free(s);
+    net_grpc_client_free(c);
+}
+
+/* A sync reader that does not read holds a bounded queue; HTTP/2 flow control keeps the
+ * rest at the server, and everything arrives in order once it reads. */
+static void test_slow_reader_bounded(void **state)
+{
+    (void)state;
+    struct net_grpc_client *c = client(F.tls, CP("ca.pem"), CP("client.pem"),
+                                       CP("client-key.pem"), 0);
+    struct net_grpc_stream *s;
+    assert_int_equal(net_grpc_stream_open(c, "/test.Echo/Flood", NULL, &s), 0);
+    assert_int_equal(net_grpc_stream_send(s, (const uint8_t *)"go", 2), 0);
+    assert_int_equal(net_grpc_stream_close_send(s), 0);
+    net_grpc_client_poll(c, 600);
+    struct gc_call *call = (struct gc_call *)s;
+    assert_non_null(last_flood);
+    assert_true(last_flood->sent < last_flood->total);   /* the server is held back */
+    assert_true(call->q_bytes >= GRPC_RECVQ_MAX);           /* we took what we allow */
+    assert_true(call->q_bytes <= GRPC_RECVQ_MAX + (2u << 20));
+    int n = 0, rv;
+    uint8_t *got;
+    size_t len;
+    while ((rv = net_grpc_stream_recv(s, &got, &len, 3000)) == NET_GRPC_RECV_MSG) {
+        assert_int_equal(len, 64 << 10);
+        assert_int_equal(got[0], (uint8_t)n);
+        n++;
+        free(got);
+    }
+    assert_int_equal(rv, NET_GRPC_RECV_CLOSED);
+    assert_int_equal(net_grpc_stream_status(s)->code, NET_GRPC_OK);
+    assert_int_equal(n, 400);
     net_grpc_stream_free(s);
     net_grpc_client_free(c);
 }
@@ -735,6 +814,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_metadata_and_limits, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bidi_sync, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_server_stream, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader_bounded, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stream_callbacks_cancel, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stream_deadline_and_free, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_async_many, fx_setup, fx_teardown),
