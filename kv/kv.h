@@ -474,8 +474,9 @@ typedef struct kv_watch_opts {
 
 /* Creates a watcher. KV_ECOMPACTED if start_revision is non-zero and below the compacted
  * revision (answer the client with kv_compact_revision(s); no watcher is created).
- * A start revision in the future waits for it. Events are delivered from the next
- * kv_watch_notify on. Must not be called while a write transaction is open (KV_EBUSY). */
+ * start_revision 0 means the committed revision + 1; a start revision in the future
+ * waits for it. Events are delivered from the next kv_watch_notify on. May be called at
+ * any time, also while a write transaction is open. */
 int kv_watch_create(kv_store *s, const kv_watch_opts *opt, kv_watcher **out);
 
 /* Removes the watcher; no callback for it afterwards. */

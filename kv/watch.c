@@ -66,8 +66,6 @@ void watch_reset_after_restore(kv_store *s)
 int kv_watch_create(kv_store *s, const kv_watch_opts *o, kv_watcher **out)
 {
     *out = NULL;
-    if (s->wtxn)
-        return kv_seterr(s, KV_EBUSY, "kv: watch: a write transaction is open");
     if (!o->fn)
         return kv_seterr(s, KV_EINVAL, "kv: watch: no callback");
     if (o->start_revision > 0 && o->start_revision < s->compact_rev)
