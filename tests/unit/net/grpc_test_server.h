@@ -26,6 +26,8 @@ struct fx {
     int pump_efull;
     int pump_writable;
     struct net_grpc_call *pump_call;
+    int want_closes;   /* for fx_p_closes */
+    int want_handlers; /* for fx_p_handlers */
 };
 
 static inline void fx_log(void *arg, const char *text)
@@ -203,6 +205,43 @@ static inline struct tc_conn *fx_connect(struct fx *f, SSL_CTX *cctx, bool slow)
     struct tc_conn *c = tc_connect(f->base, f->port, cctx, slow);
     tc_run_until(f->base, tc_done_connected, c, 5000);
     return c;
+}
+
+/* Predicates for tc_run_until (arg: the fixture), so tests wait for events, not for time. */
+static inline bool fx_p_no_conns(void *arg)
+{
+    struct net_grpc_server_stats s;
+    net_grpc_server_stats(((struct fx *)arg)->srv, &s);
+    return s.connections_open == 0;
+}
+
+static inline bool fx_p_no_calls(void *arg)
+{
+    struct net_grpc_server_stats s;
+    net_grpc_server_stats(((struct fx *)arg)->srv, &s);
+    return s.calls_open == 0;
+}
+
+static inline bool fx_p_held(void *arg)
+{
+    return ((struct fx *)arg)->held != NULL;
+}
+
+static inline bool fx_p_handlers(void *arg)
+{
+    struct fx *f = arg;
+    return f->handler_calls >= f->want_handlers;
+}
+
+static inline bool fx_p_pump_full(void *arg)
+{
+    return ((struct fx *)arg)->pump_efull > 0;
+}
+
+static inline bool fx_p_closes(void *arg)
+{
+    struct fx *f = arg;
+    return f->closes >= f->want_closes;
 }
 
 /* Runs until the stream closed; returns its grpc-status (-1 if none arrived). */

@@ -117,11 +117,12 @@ static void test_async_reply(void **state)
      * reply never runs on a dead call (held was cleared by the close callback) */
     st = tc_open(c, "/test.Echo/Later", NULL);
     tc_send(st, "x", 1, true);
-    tc_run_ms(f.base, 10);
-    assert_non_null(f.held);
+    assert_true(tc_run_until(f.base, fx_p_held, &f, 3000));
     nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
     tc_flush(c);
-    tc_run_ms(f.base, 60);
+    f.want_closes = 2;
+    assert_true(tc_run_until(f.base, fx_p_closes, &f, 3000));
+    tc_run_ms(f.base, 40); /* the later-timer fires on nothing */
     assert_int_equal(f.closes, 2);
     assert_int_equal(f.last_close_err, NET_ECLOSED);
     assert_null(f.held);
@@ -402,8 +403,8 @@ static void test_free_with_open_calls(void **state)
     tc_send(st, "x", 1, false);
     struct tc_stream *st2 = tc_open(c, "/test.Echo/Bidi", NULL);
     tc_send(st2, "y", 1, false);
-    tc_run_ms(f.base, 30);
-    assert_non_null(f.held);
+    f.want_handlers = 2;
+    assert_true(tc_run_until(f.base, fx_p_handlers, &f, 3000));
     assert_int_equal(f.closes, 0);
     net_grpc_server_free(f.srv);
     f.srv = NULL;
@@ -412,6 +413,11 @@ static void test_free_with_open_calls(void **state)
     tc_free(c);
     event_free(f.later_ev);
     event_base_free(f.base);
+}
+
+static bool conn_closed(void *arg)
+{
+    return ((struct tc_conn *)arg)->closed;
 }
 
 static bool no_connections(void *arg)
@@ -430,12 +436,12 @@ static void test_shutdown_drains(void **state)
     struct tc_conn *idle = fx_connect(&f, client_ctx, false);
     struct tc_stream *st = tc_open(c, "/test.Echo/Hang", NULL);
     tc_send(st, "x", 1, false);
-    tc_run_ms(f.base, 30);
-    assert_non_null(f.held);
+    assert_true(tc_run_until(f.base, fx_p_held, &f, 3000));
     struct net_grpc_call *held = f.held;
 
     net_grpc_server_shutdown(f.srv);
-    tc_run_ms(f.base, 50);
+    assert_true(tc_run_until(f.base, conn_closed, idle, 3000));
+    tc_run_ms(f.base, 20);
     assert_true(c->goaway);
     assert_true(idle->goaway);
     assert_true(idle->closed); /* nothing running there: closed at once */

@@ -71,7 +71,8 @@ static void test_slow_reader_bounded(void **state)
     struct tc_stream *st = tc_open(c, "/test.Echo/Pump", NULL);
     uint8_t req[8] = {0, 0, 0x40, 0, 0, 0, 0, 200}; /* 200 messages of 16 KiB = 3.2 MB */
     tc_send(st, req, 8, true);
-    tc_run_ms(f.base, 300);
+    assert_true(tc_run_until(f.base, fx_p_pump_full, &f, 3000));
+    tc_run_ms(f.base, 100);
 
     /* The client granted 64 KiB and reads nothing more: the producer was told to stop and
      * the queue stayed within its bound (one message over at most). */
@@ -224,11 +225,10 @@ static void test_half_open_closed(void **state)
     struct tc_conn *c = fx_connect(&f, NULL, false);
     struct tc_stream *st = tc_open(c, "/test.Echo/Hang", NULL);
     tc_send(st, "x", 1, false);
-    tc_run_ms(f.base, 20);
-    assert_non_null(f.held);
+    assert_true(tc_run_until(f.base, fx_p_held, &f, 3000));
     /* the client goes silent (as a peer whose machine died would) */
     bufferevent_disable(c->bev, EV_READ);
-    tc_run_ms(f.base, 400);
+    assert_true(tc_run_until(f.base, fx_p_no_conns, &f, 3000));
     struct net_grpc_server_stats stats;
     net_grpc_server_stats(f.srv, &stats);
     assert_int_equal(stats.connections_open, 0);
@@ -238,6 +238,11 @@ static void test_half_open_closed(void **state)
     assert_non_null(strstr(f.log, "keepalive"));
     tc_free(c);
     fx_stop(&f);
+}
+
+static bool enough_acks(void *arg)
+{
+    return ((struct tc_conn *)arg)->ping_acks >= 150;
 }
 
 static void test_pings_answered(void **state)
@@ -256,9 +261,8 @@ static void test_pings_answered(void **state)
         tc_flush(c);
         tc_run_ms(f.base, 2);
     }
-    tc_run_ms(f.base, 20);
+    assert_true(tc_run_until(f.base, enough_acks, c, 3000));
     assert_false(c->closed);
-    assert_true(c->ping_acks >= 150);
     assert_int_equal(f.closes, 0);
     /* the server's own keepalive pings were answered by the client too */
     tc_run_ms(f.base, 200);
@@ -277,10 +281,10 @@ static void test_connection_drop(void **state)
     tc_send(a, "x", 1, false);
     struct tc_stream *b = tc_open(c, "/test.Echo/Bidi", NULL);
     tc_send(b, "y", 1, false);
-    tc_run_ms(f.base, 30);
-    assert_int_equal(f.handler_calls, 2);
+    f.want_handlers = 2;
+    assert_true(tc_run_until(f.base, fx_p_handlers, &f, 3000));
     tc_free(c); /* TCP close without GOAWAY, as Go clients do */
-    tc_run_ms(f.base, 50);
+    assert_true(tc_run_until(f.base, fx_p_no_conns, &f, 3000));
     assert_int_equal(f.closes, 2);
     assert_int_equal(f.last_close_err, NET_ECLOSED);
     struct net_grpc_server_stats stats;
@@ -297,6 +301,13 @@ static int raw_connect(uint16_t port)
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
     return fd;
+}
+
+static bool four_accepted_none_open(void *arg)
+{
+    struct net_grpc_server_stats s;
+    net_grpc_server_stats(((struct fx *)arg)->srv, &s);
+    return s.connections_accepted == 4 && s.connections_open == 0;
 }
 
 static void test_handshake_timeout_and_garbage(void **state)
@@ -316,7 +327,7 @@ static void test_handshake_timeout_and_garbage(void **state)
     assert_int_equal(write(garbage, junk, sizeof junk - 1), (ssize_t)(sizeof junk - 1));
     int garbage_tls = raw_connect(f.port);
     assert_int_equal(write(garbage_tls, junk, sizeof junk - 1), (ssize_t)(sizeof junk - 1));
-    tc_run_ms(f.base, 400);
+    assert_true(tc_run_until(f.base, four_accepted_none_open, &f, 3000));
     struct net_grpc_server_stats stats;
     net_grpc_server_stats(f.srv, &stats);
     assert_int_equal(stats.connections_accepted, 4);
