@@ -53,8 +53,9 @@
  *     is answered RESOURCE_EXHAUSTED before its body is buffered.
  *   - A compressed message (flag 1) answers UNIMPLEMENTED (plinth negotiates no
  *     compression); responses are never compressed.
- *   - A request that is not POST, has no :path, or a content-type other than
- *     application/grpc[+...] is refused (HTTP 405/415 with grpc-status INTERNAL).
+ *   - A request that is not POST or has a content-type other than application/grpc[+...]
+ *     is refused (HTTP 405/415 with grpc-status INTERNAL); a missing or relative :path
+ *     answers UNIMPLEMENTED. Request headers over 16 KiB or holding NUL reset the stream.
  *   - grpc-timeout (units H M S m u n) sets the call's deadline; when it passes and the
  *     call has not finished, the server finishes it with DEADLINE_EXCEEDED.
  *   - Connections without open calls are closed after idle_timeout_ms; connections that
