@@ -670,15 +670,15 @@ static void handle_soft_state(struct node *n, const struct raft_soft_state *ss)
         n->leader = ss->leader;
         if (ss->leader == RAFT_NONE)
             n->no_leader_since_ms = now;
-        /* proposals forwarded to a leader that is gone may or may not commit: tell the
-         * clients now rather than at the request timeout (etcd: "leader changed") */
+        /* Proposals forwarded to a leader that is gone may still commit (the new leader
+         * may hold them): give them one election timeout more, not the full request
+         * timeout, before telling the client. */
         {
-            struct waiter *w = n->whead, *next;
-            for (; w; w = next) {
-                next = w->next;
-                if (w->fwd_to && w->fwd_to != ss->leader && !w->queued)
-                    waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
-            }
+            struct waiter *w;
+            for (w = n->whead; w; w = w->next)
+                if (w->fwd_to && w->fwd_to != ss->leader && !w->queued &&
+                    w->deadline_ms > now + (int64_t)n->cfg.election_ms)
+                    w->deadline_ms = now + (int64_t)n->cfg.election_ms;
         }
     }
     if (ss->role != n->role) {
@@ -833,9 +833,9 @@ void node_tick(struct node *n)
     struct waiter *w, *next;
 
     raft_tick(n->raft);
-    for (w = n->whead; w && w->deadline_ms <= now; w = next) {
+    for (w = n->whead; w; w = next) {
         next = w->next;
-        if (w->queued)
+        if (w->queued || w->deadline_ms > now)
             continue;
         waiter_finish(n, w, n->leader == RAFT_NONE ? ST_TIMEOUT_LEADER_FAIL : ST_TIMEOUT, NULL);
     }
