@@ -16,6 +16,35 @@ struct kv_arena {
     chunk *head;
 };
 
+/* A few freed standard chunks are kept per thread: a range answer allocates and frees
+ * hundreds of kilobytes per request, and handing them back to malloc each time made the
+ * heap shrink and grow (page faults) on every request. */
+#define CACHE_MAX 16
+static _Thread_local chunk *cache;
+static _Thread_local int cached;
+
+static chunk *chunk_get(size_t cap)
+{
+    if (cap == CHUNK && cache) {
+        chunk *c = cache;
+        cache = c->next;
+        cached--;
+        return c;
+    }
+    return malloc(sizeof(chunk) + cap);
+}
+
+static void chunk_put(chunk *c)
+{
+    if (c->cap == CHUNK && cached < CACHE_MAX) {
+        c->next = cache;
+        cache = c;
+        cached++;
+        return;
+    }
+    free(c);
+}
+
 kv_arena *arena_new(void)
 {
     return calloc(1, sizeof(kv_arena));
@@ -28,7 +57,7 @@ void arena_free(kv_arena *a)
     chunk *c = a->head;
     while (c) {
         chunk *n = c->next;
-        free(c);
+        chunk_put(c);
         c = n;
     }
     free(a);
@@ -43,7 +72,7 @@ void *arena_alloc(kv_arena *a, size_t n)
     if (!c || c->cap - c->used < n) {
         /* big requests get their own chunk behind the head so the head keeps filling */
         size_t cap = n > CHUNK / 4 ? n : CHUNK;
-        chunk *nc = malloc(sizeof(chunk) + cap);
+        chunk *nc = chunk_get(cap);
         if (!nc)
             return NULL;
         nc->used = 0;

@@ -9,31 +9,31 @@
 
 #include "kv/kv.h"
 
-/* ---- byte helpers ---- */
+/* ---- byte helpers (stored numbers are big-endian so byte order is numeric order) ---- */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "kv/: the big-endian helpers below assume a little-endian host"
+#endif
 static inline void put_be64(uint8_t *p, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
 }
 static inline uint64_t get_be64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
 }
 static inline void put_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    v = __builtin_bswap32(v);
+    memcpy(p, &v, 4);
 }
 static inline uint32_t get_be32(const uint8_t *p)
 {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return __builtin_bswap32(v);
 }
 
 /* ---- arena: bump allocator backing responses and event batches ---- */
