@@ -782,6 +782,57 @@ static void test_keepalive_detects_stopped_server(void **state)
     net_grpc_client_free(c);
 }
 
+/* A server that shuts down gracefully (GOAWAY) finishes the call in flight on the old
+ * connection while new calls go to the next endpoint. */
+static void test_goaway_moves_on(void **state)
+{
+    (void)state;
+    struct net_grpc_server *s1;
+    assert_int_equal(net_grpc_server_new(F.base, NULL, &s1), 0);
+    assert_int_equal(net_grpc_server_register(s1, "/test.Echo/Unary", NET_GRPC_UNARY, unary,
+                                              NULL), 0);
+    uint16_t port;
+    char err[128], eps[160];
+    assert_int_equal(net_grpc_server_listen(s1, "http://127.0.0.1:0", &port, err, sizeof err),
+                     0);
+    snprintf(eps, sizeof eps, "http://127.0.0.1:%u,%s", port, F.h2c);
+    struct net_grpc_client *c = client(eps, NULL, NULL, NULL, 0);
+    struct net_grpc_status st;
+    char out[32];
+    assert_int_equal(call_str(c, "first", out, sizeof out, &st, 0), NET_GRPC_OK);
+    struct asyncstate as = {0};
+    assert_int_equal(net_grpc_unary_async(c, "/test.Echo/Unary", (const uint8_t *)"hang", 4, 0,
+                                          async_done, &as), 0);
+    for (int i = 0; i < 100 && !F.hung; i++)
+        event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+    assert_non_null(F.hung);
+    struct net_grpc_call *hung = F.hung;
+    net_grpc_server_shutdown(s1);
+    for (int i = 0; i < 20; i++)
+        event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+    /* new calls: s1 no longer listens, so they land on the second endpoint */
+    assert_int_equal(call_str(c, "second", out, sizeof out, &st, 0), NET_GRPC_OK);
+    assert_string_equal(out, "second");
+    assert_string_equal(net_grpc_client_endpoint(c), F.h2c);
+    /* the old call still completes on its draining connection */
+    assert_int_equal(as.done, 0);
+    assert_int_equal(net_grpc_call_reply(hung, (const uint8_t *)"ping", 4), 0);
+    uint64_t t0 = now_ms();
+    while (!as.done && now_ms() - t0 < 3000)
+        event_base_loop(F.base, EVLOOP_ONCE);
+    assert_int_equal(as.ok, 1);
+    struct net_grpc_server_stats ss;
+    for (int i = 0; i < 200; i++) {
+        net_grpc_server_stats(s1, &ss);
+        if (!ss.connections_open)
+            break;
+        event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+    }
+    assert_int_equal(ss.connections_open, 0);
+    net_grpc_server_free(s1);
+    net_grpc_client_free(c);
+}
+
 static void test_helpers(void **state)
 {
     (void)state;
@@ -819,6 +870,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_deadline_and_free, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_async_many, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_server_gone, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_goaway_moves_on, fx_setup, fx_teardown),
         cmocka_unit_test(test_keepalive_detects_stopped_server),
     };
     if (test_certs_make(&certs) != 0) {

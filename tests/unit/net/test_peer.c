@@ -377,6 +377,18 @@ static void test_url_update(void **state)
     run_for(200);
     assert_int_equal(sc.msgs, 1);
     assert_false(net_peer_connected(d, 3));
+    /* a member that a does not know yet (it is joining) still gets through */
+    struct sink se = {0};
+    struct net_peer_transport *e = mk(5, 42, cli_ctx, &se, "http://127.0.0.1:0");
+    char ua[64];
+    url_of(a, false, ua, sizeof ua);
+    int before = sa.msgs;
+    assert_int_equal(net_peer_add(e, 1, ua), 0);
+    send_seq(e, 1, 0, 8);
+    run_until(&sa.msgs, before + 1, 3000);
+    assert_int_equal(sa.msgs, before + 1);
+    assert_int_equal(sa.last_from, 5);
+    net_peer_transport_free(e);
     assert_int_equal(net_peer_add(a, 1, ub), NET_EINVAL);      /* self */
     assert_int_equal(net_peer_add(a, 5, "ftp://x:1"), NET_EINVAL);
     net_peer_transport_free(a);
