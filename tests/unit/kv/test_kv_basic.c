@@ -258,7 +258,14 @@ static void test_compaction(void **state)
     assert_int_equal(kvt_del(&t, "b", NULL, &r), 0); /* 5 */
     kv_result_free(&r);
     assert_int_equal(kvt_put1(&t, "c", "1"), 0); /* 6 */
+    assert_int_equal(kv_hash_kv(t.s, 0, &r), 0);
+    uint32_t h0 = ((Etcdserverpb__HashKVResponse *)r.msg)->hash;
+    kv_result_free(&r);
     assert_int_equal(kvt_compact(&t, 5), 0);
+    /* the history below 5 is gone from the store, not just hidden */
+    assert_int_equal(kv_hash_kv(t.s, 0, &r), 0);
+    assert_int_not_equal(((Etcdserverpb__HashKVResponse *)r.msg)->hash, h0);
+    kv_result_free(&r);
     assert_int_equal(kv_compact_revision(t.s), 5);
     assert_int_equal(kvt_range(&t, "a", NULL, 4, &r), KV_ECOMPACTED);
     kv_result_free(&r);

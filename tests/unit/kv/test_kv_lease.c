@@ -5,6 +5,22 @@
 
 #include "tests/unit/kv/kvtest.h"
 
+typedef struct seen {
+    int64_t revs[512];
+    int n;
+    int64_t compacted;
+} seen;
+
+static int on_event(const kv_watch_event_batch *b)
+{
+    seen *s = b->owner;
+    if (b->compact_revision)
+        s->compacted = b->compact_revision;
+    for (size_t i = 0; i < b->n_events && s->n < 512; i++)
+        s->revs[s->n++] = b->events[i]->kv->mod_revision;
+    return KV_WATCH_TAKEN;
+}
+
 static void test_grant_attach_revoke(void **state)
 {
     (void)state;
@@ -250,8 +266,21 @@ static void test_snapshot_restore(void **state)
 
     /* a watcher on b from its current revision: after the restore it catches up from
      * the new contents (b's revision 2 is a's revision 2 too) */
+    seen sw = {0};
+    kv_watch_opts wo = {.key = (const uint8_t *)"k", .key_len = 1,
+                        .range_end = (const uint8_t *)"l", .range_end_len = 1,
+                        .owner = &sw, .fn = on_event};
+    kv_watcher *wb;
+    assert_int_equal(kv_watch_create(b.s, &wo, &wb), 0); /* from b's revision 3 */
     kv_snap_meta ls = {info.applied_index, 7};
     assert_int_equal(kv_restore(b.s, path, &ls), 0);
+    while (kv_watch_notify(b.s) > 0)
+        ;
+    assert_int_equal(sw.compacted, 0);
+    assert_int_equal(sw.n, 99); /* a's puts of k1..k99 at revisions 3..101 */
+    for (int i = 0; i < sw.n; i++)
+        assert_int_equal(sw.revs[i], 3 + i);
+    kv_watch_cancel(wb);
     assert_int_equal(access(path, F_OK), -1); /* moved into place */
     assert_string_equal(kvt_get(&b, "k42", 0, buf, sizeof buf), "v42");
     assert_null(kvt_get(&b, "only-on-b", 0, buf, sizeof buf));
