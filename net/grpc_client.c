@@ -681,7 +681,14 @@ static void conn_dial(struct net_grpc_client *c)
     }
     bufferevent_setcb(k->bev, readcb, writecb, eventcb, k);
     bufferevent_enable(k->bev, EV_READ | EV_WRITE);
-    int rv = bufferevent_socket_connect(k->bev, res->ai_addr, (int)res->ai_addrlen);
+    /* "localhost" may list ::1 first; servers usually listen on 127.0.0.1 */
+    struct addrinfo *ai = res;
+    for (struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            ai = a;
+            break;
+        }
+    int rv = bufferevent_socket_connect(k->bev, ai->ai_addr, (int)ai->ai_addrlen);
     int se = errno;
     freeaddrinfo(res);
     if (rv != 0)

@@ -422,7 +422,13 @@ static void dial(struct peer *p)
         goto fail;
     k->peer = p;
     p->out = k;
-    if (bufferevent_socket_connect(bev, res->ai_addr, (int)res->ai_addrlen) != 0)
+    struct addrinfo *ai = res;   /* prefer IPv4: "localhost" may list ::1 first */
+    for (struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            ai = a;
+            break;
+        }
+    if (bufferevent_socket_connect(bev, ai->ai_addr, (int)ai->ai_addrlen) != 0)
         conn_close(k);   /* redials after the backoff */
     freeaddrinfo(res);
     return;

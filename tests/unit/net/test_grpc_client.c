@@ -391,6 +391,24 @@ static void test_tls_refusals(void **state)
     assert_int_equal(call_str(c, "x", NULL, 0, &st, 0), NET_GRPC_UNAVAILABLE);
     assert_non_null(strstr(st.message, "dial https://127.0.0.1:"));
     net_grpc_client_free(c);
+    /* the certificate names 127.0.0.1, ::1 and localhost, but not 127.0.0.2 */
+    uint16_t p2;
+    char err[128], url[64];
+    assert_int_equal(net_grpc_server_listen(F.srv, "https://127.0.0.2:0", &p2, err, sizeof err),
+                     0);
+    snprintf(url, sizeof url, "https://127.0.0.2:%u", p2);
+    c = client(url, CP("ca.pem"), CP("client.pem"), CP("client-key.pem"), 0);
+    assert_int_equal(call_str(c, "x", NULL, 0, &st, 0), NET_GRPC_UNAVAILABLE);
+    assert_non_null(strstr(st.message, "certificate verify failed"));
+    net_grpc_client_free(c);
+    /* and "localhost" matches its DNS name */
+    snprintf(url, sizeof url, "https://localhost:%s", strrchr(F.tls, ':') + 1);
+    c = client(url, CP("ca.pem"), CP("client.pem"), CP("client-key.pem"), 0);
+    int code = call_str(c, "x", NULL, 0, &st, 0);
+    if (code)
+        fprintf(stderr, "localhost: %s\n", st.message);
+    assert_int_equal(code, NET_GRPC_OK);
+    net_grpc_client_free(c);
     /* missing CA file: the constructor says which */
     struct net_grpc_client_opts o = {.endpoints = F.tls, .ca_file = "/nonexistent/ca.pem"};
     assert_null(net_grpc_client_new(&o, &st));
