@@ -172,12 +172,13 @@ int cmd_member(struct ctl *c, const char *sub, int argc, char **argv)
     char *pos[2];
     int np, rc;
     if (!sub)
-        return ctl_usage("member needs a sub-command: list, add, remove, promote");
+        return ctl_usage("member needs a sub-command: list, add, remove, promote, update");
     if ((rc = ctl_parse(c, argc, argv, specs, pos, 1, &np)))
         return rc;
     if (!strcmp(sub, "list")) return member_list(c);
     if (!strcmp(sub, "add")) return member_add(c, pos, np, peer_urls, learner);
     if (!strcmp(sub, "remove") || !strcmp(sub, "promote")) return member_simple(c, sub, pos, np);
+    if (!strcmp(sub, "update")) return member_update(c, pos, np, peer_urls);
     return ctl_usage("unknown member sub-command \"%s\"", sub);
 }
 

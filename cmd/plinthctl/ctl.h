@@ -85,6 +85,10 @@ int cmd_member(struct ctl *c, const char *sub, int argc, char **argv);
 int cmd_endpoint(struct ctl *c, const char *sub, int argc, char **argv);
 int cmd_snapshot(struct ctl *c, const char *sub, int argc, char **argv);
 int cmd_elect(struct ctl *c, int argc, char **argv);
+int cmd_alarm(struct ctl *c, const char *sub, int argc, char **argv);
+int cmd_move_leader(struct ctl *c, int argc, char **argv);
+int cmd_defrag(struct ctl *c, int argc, char **argv);
+int member_update(struct ctl *c, char **pos, int np, const char *peer_urls);
 int cmd_lock(struct ctl *c, int argc, char **argv);
 
 /* --- helpers shared by the commands --- */

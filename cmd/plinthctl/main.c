@@ -250,8 +250,12 @@ static void usage(FILE *f)
           "  watch [KEY [END]]      --prefix --rev --prev-kv (until Ctrl-C)\n"
           "  lease grant TTL | revoke ID | keep-alive [--once] ID | timetolive ID [--keys] | list\n"
           "  member list | add NAME --peer-urls=URLS [--learner] | remove ID | promote ID\n"
+          "         | update ID --peer-urls=URLS\n"
           "  endpoint status | health   [--cluster]\n"
           "  snapshot save FILE | status FILE\n"
+          "  alarm list | disarm\n"
+          "  move-leader ID         transfer leadership to member ID (hex)\n"
+          "  defrag                 (LMDB reuses freed pages; plinth answers at once)\n"
           "  elect NAME [PROPOSAL]  [-l] (observe)\n"
           "  lock NAME [COMMAND...] [--ttl]\n"
           "  kube VERB ...          workload objects (apply, get, describe, delete, scale, ...)\n"
@@ -270,7 +274,7 @@ static void usage(FILE *f)
 static int is_group(const char *w)
 {
     return !strcmp(w, "lease") || !strcmp(w, "member") || !strcmp(w, "endpoint") ||
-           !strcmp(w, "snapshot");
+           !strcmp(w, "snapshot") || !strcmp(w, "alarm");
 }
 
 static int global_takes_value(const char *a)
@@ -362,6 +366,9 @@ int main(int argc, char **argv)
     else if (!strcmp(v, "snapshot")) rc = cmd_snapshot(&c, s, nrest, rest);
     else if (!strcmp(v, "elect")) rc = cmd_elect(&c, nrest, rest);
     else if (!strcmp(v, "lock")) rc = cmd_lock(&c, nrest, rest);
+    else if (!strcmp(v, "alarm")) rc = cmd_alarm(&c, s, nrest, rest);
+    else if (!strcmp(v, "move-leader")) rc = cmd_move_leader(&c, nrest, rest);
+    else if (!strcmp(v, "defrag")) rc = cmd_defrag(&c, nrest, rest);
     else if (!strcmp(v, "version")) {
         printf("plinthctl version: %s\nAPI version: 3.5\n", PLINTH_VERSION);
         rc = 0;

@@ -118,8 +118,20 @@ out=$(ctl member add m4 --peer-urls=https://127.0.0.1:9 --learner)
 check "member add --learner prints etcd's env lines" grep -q '^ETCD_INITIAL_CLUSTER_STATE="existing"$' <<<"$out"
 newid=$(awk '/^Member/ { print $2 }' <<<"$out")
 check "the learner is listed" grep -q "^$newid, unstarted, , https://127.0.0.1:9, , true$" <<<"$(ctl member list)"
+check "member update" grep -q "^Member *$newid updated in cluster" <<<"$(ctl member update "$newid" --peer-urls=https://127.0.0.1:10)"
+check "... changes its peer URL" grep -q "^$newid, unstarted, , https://127.0.0.1:10, , true$" <<<"$(ctl member list)"
 check "member remove" grep -q "^Member *$newid removed from cluster" <<<"$(ctl member remove "$newid")"
 same "back to 3 members" "3" "$(ctl member list | wc -l)"
+
+same "alarm list is empty" "" "$(ctl alarm list)"
+same "defrag answers for every endpoint" "3" "$(ctl defrag | grep -c '^Finished defragmenting etcd member\[https://127.0.0.1:[0-9]*\]$')"
+st=$(ctl endpoint status)
+lid=$(awk -F', ' '$5 == "true" { print $2 }' <<<"$st")
+fid=$(awk -F', ' '$5 == "false" { print $2 }' <<<"$st" | head -1)
+same "move-leader to a follower" "Leadership transferred from $lid to $fid" "$(ctl move-leader "$fid")"
+moved() { [ "$(ctl endpoint status | awk -F', ' '$5 == "true" { print $2 }')" = "$fid" ]; }
+for _ in $(seq 1 30); do moved && break; sleep 0.1; done
+check "... and the follower leads" moved
 
 # --- snapshot and compaction
 one=${EPS%%,*}
