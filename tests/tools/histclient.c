@@ -9,9 +9,11 @@
  * the run: pick one of K keys (P0..P{K-1}), put a value unique in the run ("T.c<client>-<seq>",
  * T from --tag, default "p<pid>", so runs appending to one history never collide)
  * or get it (a linearizable read), and append one line per operation to HISTORY in
- * lincheck's format with CLOCK_MONOTONIC ns times. Each operation runs `etcdctl` against
- * the client's current endpoint with a deadline; on any error the client moves to the
- * next endpoint (re-reading --endpoints-file, which a test rewrites as members come and go).
+ * lincheck's format with CLOCK_MONOTONIC ns times. Each operation is one gRPC call (plinth's
+ * client, one connection per client thread) to the client's current endpoint with a
+ * deadline, or with --etcdctl PATH one etcdctl process; on any error the client moves to
+ * the next endpoint (re-reading --endpoints-file, which a test rewrites as members come
+ * and go).
  * A put that fails or times out is recorded with outcome "unknown": it may or may not have
  * taken effect. A failed get is recorded as unknown too (lincheck ignores it).
  * At the end it prints a summary line: "histclient: puts ok=.. unknown=.. gets ok=.. failed=..".
@@ -33,6 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/grpc_client.h"
+#include "rpc.pb-c.h"
+
 extern char **environ;
 
 #define MAX_EPS 16
@@ -45,6 +50,7 @@ static struct {
     const char *cacert, *cert, *key, *etcdctl, *prefix, *out_path, *stop_file;
     char tag[32];
     int clients, keys, op_timeout_ms, think_ms;
+    int use_etcdctl;                 /* --etcdctl PATH: run etcdctl per op instead of gRPC */
     double duration;
     long max_ops;
 } cfg = {.clients = 4, .keys = 3, .op_timeout_ms = 2000, .duration = 10, .max_ops = 100000,
@@ -204,76 +210,171 @@ static int should_stop(void)
     return stop;
 }
 
+/* ---- the two ways to reach the store ------------------------------------------------ */
+
+struct client {
+    int id;
+    int ep;                          /* index of the endpoint to use next */
+    char eps[MAX_EPS][URL_LEN];
+    int neps;
+    struct net_grpc_client *grpc;    /* gRPC backend: dialed lazily, dropped on any error */
+};
+
+/* Moves the client to the next endpoint after an error (a fresh connection there). */
+static void client_fail_over(struct client *cl)
+{
+    cl->ep++;
+    if (cl->grpc) {
+        net_grpc_client_free(cl->grpc);
+        cl->grpc = NULL;
+    }
+}
+
+static struct net_grpc_client *client_grpc(struct client *cl)
+{
+    if (cl->grpc)
+        return cl->grpc;
+    /* Only the chosen endpoint: failing over is this program's decision, made per op. */
+    struct net_grpc_client_opts o = {
+        .endpoints = cl->eps[cl->ep % cl->neps],
+        .ca_file = cfg.cacert, .cert_file = cfg.cert, .key_file = cfg.key,
+        .dial_timeout_ms = cfg.op_timeout_ms, .call_timeout_ms = cfg.op_timeout_ms,
+    };
+    struct net_grpc_status st;
+    cl->grpc = net_grpc_client_new(&o, &st);
+    if (!cl->grpc)
+        fprintf(stderr, "histclient: client %d: %s\n", cl->id, st.message);
+    return cl->grpc;
+}
+
+/* put: returns 1 when acknowledged, 0 when the outcome is unknown. */
+static int do_put(struct client *cl, const char *key, const char *val)
+{
+    if (cfg.use_etcdctl) {
+        char outbuf[4096];
+        const char *args[] = {"put", key, val, NULL};
+        int rc = run_etcdctl(cl->eps[cl->ep % cl->neps], args, outbuf, sizeof(outbuf));
+        return rc == 0 && strncmp(outbuf, "OK", 2) == 0;
+    }
+    struct net_grpc_client *g = client_grpc(cl);
+    if (!g)
+        return 0;
+    Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+    req.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+    req.value = (ProtobufCBinaryData){strlen(val), (uint8_t *)val};
+    ProtobufCMessage *resp = NULL;
+    struct net_grpc_status st;
+    int code = net_grpc_unary(g, "/etcdserverpb.KV/Put", &req.base,
+                              &etcdserverpb__put_response__descriptor, &resp, &st, cfg.op_timeout_ms);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return code == NET_GRPC_OK;
+}
+
+/* get (linearizable): returns 1 with the value in val ("-" when absent), 0 on error. */
+static int do_get(struct client *cl, const char *key, char *val, size_t vallen)
+{
+    if (cfg.use_etcdctl) {
+        char outbuf[4096];
+        const char *args[] = {"get", key, "--print-value-only", NULL};
+        if (run_etcdctl(cl->eps[cl->ep % cl->neps], args, outbuf, sizeof(outbuf)) != 0)
+            return 0;
+        /* One line with the value, or nothing when the key is absent. */
+        size_t l = strcspn(outbuf, "\n");
+        outbuf[l] = '\0';
+        if (l >= vallen || memchr(outbuf, ' ', l) || memchr(outbuf, '\t', l))
+            snprintf(val, vallen, "?invalid");   /* not a value this program wrote */
+        else if (l == 0)
+            snprintf(val, vallen, "-");
+        else
+            snprintf(val, vallen, "%.*s", (int)l, outbuf);
+        return 1;
+    }
+    struct net_grpc_client *g = client_grpc(cl);
+    if (!g)
+        return 0;
+    Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    req.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+    ProtobufCMessage *resp = NULL;
+    struct net_grpc_status st;
+    int code = net_grpc_unary(g, "/etcdserverpb.KV/Range", &req.base,
+                              &etcdserverpb__range_response__descriptor, &resp, &st, cfg.op_timeout_ms);
+    if (code != NET_GRPC_OK || !resp)
+        return 0;
+    Etcdserverpb__RangeResponse *r = (Etcdserverpb__RangeResponse *)resp;
+    int ok = 1;
+    if (r->n_kvs == 0) {
+        snprintf(val, vallen, "-");
+    } else {
+        ProtobufCBinaryData v = r->kvs[0]->value;
+        if (v.len == 0 || v.len >= vallen || memchr(v.data, ' ', v.len) || memchr(v.data, '\n', v.len)) {
+            /* Not a value this program wrote: keep the history well-formed. */
+            snprintf(val, vallen, "?invalid");
+        } else {
+            memcpy(val, v.data, v.len);
+            val[v.len] = '\0';
+        }
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return ok;
+}
+
 static void *client_main(void *arg)
 {
-    int id = (int)(intptr_t)arg;
-    unsigned seed = (unsigned)(now_ns() ^ (id * 7919));
-    char eps[MAX_EPS][URL_LEN];
-    int ep = id, seq = 0;
-    char line[8192], outbuf[4096];
+    struct client cl = {.id = (int)(intptr_t)arg};
+    unsigned seed = (unsigned)(now_ns() ^ (cl.id * 7919));
+    int seq = 0;
+    char line[8192];
+    cl.ep = cl.id;
     while (!should_stop()) {
-        int neps = current_endpoints(eps);
-        if (neps == 0)
+        cl.neps = current_endpoints(cl.eps);
+        if (cl.neps == 0)
             break;
-        const char *endpoint = eps[ep % neps];
-        char key[128], val[64];
+        char key[128], val[64], got[1024];
+        int id = cl.id;
         snprintf(key, sizeof(key), "%s%d", cfg.prefix, rand_r(&seed) % cfg.keys);
         int is_put = rand_r(&seed) % 2;
         int64_t inv = now_ns(), ret;
-        int rc;
+        int ok;
         if (is_put) {
             snprintf(val, sizeof(val), "%sc%d-%d", cfg.tag, id, ++seq);
-            const char *args[] = {"put", key, val, NULL};
-            rc = run_etcdctl(endpoint, args, outbuf, sizeof(outbuf));
+            ok = do_put(&cl, key, val);
             ret = now_ns();
-            int ok = rc == 0 && strncmp(outbuf, "OK", 2) == 0;
             if (ok)
-                snprintf(line, sizeof(line), "%sc%d put %s %s %" PRId64 " %" PRId64 " ok\n", cfg.tag, id, key,
-                         val, inv, ret);
+                snprintf(line, sizeof(line), "%sc%d put %s %s %" PRId64 " %" PRId64 " ok\n",
+                         cfg.tag, id, key, val, inv, ret);
             else
-                snprintf(line, sizeof(line), "%sc%d put %s %s %" PRId64 " - unknown\n", cfg.tag, id, key, val, inv);
-            record(line);
-            pthread_mutex_lock(&mu);
-            if (ok)
-                n_put_ok++;
-            else
-                n_put_unknown++;
-            pthread_mutex_unlock(&mu);
-            if (!ok)
-                ep++;
+                snprintf(line, sizeof(line), "%sc%d put %s %s %" PRId64 " - unknown\n", cfg.tag,
+                         id, key, val, inv);
         } else {
-            const char *args[] = {"get", key, "--print-value-only", NULL};
-            rc = run_etcdctl(endpoint, args, outbuf, sizeof(outbuf));
+            ok = do_get(&cl, key, got, sizeof(got));
             ret = now_ns();
-            if (rc == 0) {
-                /* One line with the value, or nothing when the key is absent. */
-                size_t l = strcspn(outbuf, "\n");
-                outbuf[l] = '\0';
-                snprintf(line, sizeof(line), "%sc%d get %s - %" PRId64 " %" PRId64 " %s\n", cfg.tag, id, key,
-                         inv, ret, l ? outbuf : "-");
-            } else {
-                snprintf(line, sizeof(line), "%sc%d get %s - %" PRId64 " - unknown\n", cfg.tag, id, key, inv);
-            }
-            record(line);
-            pthread_mutex_lock(&mu);
-            if (rc == 0)
-                n_get_ok++;
+            if (ok)
+                snprintf(line, sizeof(line), "%sc%d get %s - %" PRId64 " %" PRId64 " %s\n",
+                         cfg.tag, id, key, inv, ret, got);
             else
-                n_get_fail++;
-            pthread_mutex_unlock(&mu);
-            if (rc != 0)
-                ep++;
+                snprintf(line, sizeof(line), "%sc%d get %s - %" PRId64 " - unknown\n", cfg.tag,
+                         id, key, inv);
         }
+        record(line);
+        pthread_mutex_lock(&mu);
+        if (is_put)
+            ok ? n_put_ok++ : n_put_unknown++;
+        else
+            ok ? n_get_ok++ : n_get_fail++;
+        pthread_mutex_unlock(&mu);
         if (cfg.think_ms > 0) {
             struct timespec ts = {cfg.think_ms / 1000, (long)(cfg.think_ms % 1000) * 1000000};
             nanosleep(&ts, NULL);
         }
-        if (rc != 0) {
+        if (!ok) {
+            client_fail_over(&cl);
             /* Back off briefly after an error so a dead endpoint is not hammered. */
             struct timespec ts = {0, 50 * 1000000};
             nanosleep(&ts, NULL);
         }
     }
+    client_fail_over(&cl);
     return NULL;
 }
 
@@ -318,7 +419,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--think") == 0)
             cfg.think_ms = atoi(v);
         else if (strcmp(a, "--etcdctl") == 0)
-            cfg.etcdctl = v;
+            cfg.etcdctl = v, cfg.use_etcdctl = 1;
         else if (strcmp(a, "--stop-file") == 0)
             cfg.stop_file = v;
         else if (strcmp(a, "--tag") == 0)
