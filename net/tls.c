@@ -235,6 +235,10 @@ int net_tls_server_ctx_new(const struct net_tls_server_opts *opts, SSL_CTX **out
     }
     common_options(ctx);
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* With client verification on, OpenSSL refuses to resume a session unless a session id
+     * context is set ("session id context uninitialized"): a reconnecting client would fail. */
+    static const unsigned char sid_ctx[] = "plinth";
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
     int rc = load_cert_and_key(ctx, opts->cert_file, opts->key_file, err, errlen);
     if (rc)
         goto fail;

@@ -288,6 +288,44 @@ static void test_alpn_mismatch_refused(void **state)
     net_tls_ctx_free(sctx);
 }
 
+/* A TLS 1.2 client resuming its session against a server that verifies client
+ * certificates: needs the session id context, or OpenSSL fails the handshake. */
+static void test_resumption_with_client_auth(void **state)
+{
+    (void)state;
+    SSL_CTX *sctx = server_ctx(true);
+    SSL_CTX *cctx = client_ctx(CP("ca.pem"), CP("client.pem"), CP("client-key.pem"));
+    SSL_CTX_set_max_proto_version(cctx, TLS1_2_VERSION);
+    SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT);
+    char cerr[NET_TLS_ERRLEN], serr[NET_TLS_ERRLEN];
+    SSL *c = NULL, *s = SSL_new(sctx);
+    assert_int_equal(net_tls_client_ssl_new(cctx, "127.0.0.1", &c), 0);
+    assert_true(handshake(c, s, cerr, serr));
+    assert_int_equal(SSL_version(c), TLS1_2_VERSION);
+    SSL_SESSION *sess = SSL_get1_session(c);
+    assert_non_null(sess);
+    /* a connection freed without a shutdown marks its session as not resumable */
+    SSL_set_shutdown(c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_set_shutdown(s, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(c);
+    SSL_free(s);
+
+    s = SSL_new(sctx);
+    assert_int_equal(net_tls_client_ssl_new(cctx, "127.0.0.1", &c), 0);
+    assert_int_equal(SSL_set_session(c, sess), 1);
+    bool ok = handshake(c, s, cerr, serr);
+    if (!ok)
+        fprintf(stderr, "client: %s / server: %s\n", cerr, serr);
+    assert_true(ok);
+    assert_int_equal(SSL_session_reused(c), 1);
+    assert_true(net_tls_peer_verified(s));
+    SSL_SESSION_free(sess);
+    SSL_free(c);
+    SSL_free(s);
+    net_tls_ctx_free(cctx);
+    net_tls_ctx_free(sctx);
+}
+
 static void test_strerror(void **state)
 {
     (void)state;
@@ -303,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_handshake_alpn_and_name),
         cmocka_unit_test(test_client_cert_auth),
         cmocka_unit_test(test_alpn_mismatch_refused),
+        cmocka_unit_test(test_resumption_with_client_auth),
         cmocka_unit_test(test_strerror),
     };
     return test_run_group("tls", tests, sizeof tests / sizeof tests[0], group_setup,
