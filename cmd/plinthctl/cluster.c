@@ -7,7 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 #include "ctl.h"
+#include "kv/kv.h"
 
 static double mono_ms(void)
 {
@@ -448,9 +451,38 @@ static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n)
     return ~crc;
 }
 
-/* Status of a snapshot file: its CRC-32 (as a hash), size, and whether it is an LMDB
- * environment (plinth) or a bbolt file (etcd). Revision and key count need the storage
- * engine's reader, which plinthctl does not link; they are not shown. */
+/* Revision and number of revisions stored (etcd's "total keys" also counts revisions)
+ * of a plinth snapshot, an LMDB environment file. Returns 0, or -1 when the file is not
+ * one (an etcd bbolt snapshot, say). */
+static int lmdb_snapshot_counts(const char *path, int64_t *rev, int64_t *keys)
+{
+    kv_snapshot_info info;
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_stat st;
+    int ok = -1;
+    if (kv_snapshot_file_info(path, &info) != 0)
+        return -1;
+    *rev = (int64_t)info.revision;
+    *keys = 0;
+    if (mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 16) == 0 &&
+        mdb_env_open(env, path, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644) == 0 &&
+        mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 &&
+        mdb_dbi_open(txn, "kv_rev", 0, &dbi) == 0 && mdb_stat(txn, dbi, &st) == 0) {
+        *keys = (int64_t)st.ms_entries;
+        ok = 0;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    if (env)
+        mdb_env_close(env);
+    return ok;
+}
+
+/* Status of a snapshot file in etcdctl's columns: hash (CRC-32 of the file), revision,
+ * total keys (stored revisions) and size. Revision and keys are read from plinth's
+ * LMDB snapshots; for other files (etcd's bbolt) they are shown as 0 with a note. */
 static int snapshot_status(struct ctl *c, const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -459,32 +491,30 @@ static int snapshot_status(struct ctl *c, const char *path)
     uint32_t crc = 0;
     unsigned char buf[65536];
     size_t n, total = 0;
-    unsigned char head[32] = { 0 };
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-        if (total == 0)
-            memcpy(head, buf, n < sizeof head ? n : sizeof head);
         crc = crc32_update(crc, buf, n);
         total += n;
     }
     fclose(f);
-    /* LMDB's meta page carries the magic 0xBEEFC0DE at offset 16; bbolt's 0xED0CDAED at 16 too */
-    uint32_t magic;
-    memcpy(&magic, head + 16, 4);
-    const char *kind = magic == 0xBEEFC0DEu ? "lmdb (plinth)" : magic == 0xED0CDAEDu ? "bbolt (etcd)"
-                                                                                   : "unknown";
+    int64_t rev = 0, keys = 0;
+    if (lmdb_snapshot_counts(path, &rev, &keys) != 0)
+        fprintf(stderr, "note: %s is not a plinth (LMDB) snapshot; revision and keys not read\n",
+                path);
     char size[32];
     human_size((int64_t)total, size, sizeof size);
     if (c->out == OUT_JSON) {
-        printf("{\"hash\":%" PRIu32 ",\"totalSize\":%zu,\"format\":\"%s\"}\n", crc, total, kind);
+        printf("{\"hash\":%" PRIu32 ",\"revision\":%" PRId64 ",\"totalKey\":%" PRId64
+               ",\"totalSize\":%zu}\n", crc, rev, keys, total);
     } else if (c->out == OUT_TABLE) {
-        char h[32], t[32];
-        snprintf(h, sizeof h, "%08" PRIx32, crc);
-        snprintf(t, sizeof t, "%s", size);
-        char *cells[3] = { h, t, (char *)kind };
-        static const char *const hdr[] = { "HASH", "TOTAL SIZE", "FORMAT" };
-        print_table(hdr, 3, cells, 1);
+        char h[32], r[32], k[32];
+        snprintf(h, sizeof h, "%" PRIx32, crc);
+        snprintf(r, sizeof r, "%" PRId64, rev);
+        snprintf(k, sizeof k, "%" PRId64, keys);
+        char *cells[4] = { h, r, k, size };
+        static const char *const hdr[] = { "HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE" };
+        print_table(hdr, 4, cells, 1);
     } else {
-        printf("%08" PRIx32 ", %s, %s\n", crc, size, kind);
+        printf("%" PRIx32 ", %" PRId64 ", %" PRId64 ", %s\n", crc, rev, keys, size);
     }
     return 0;
 }

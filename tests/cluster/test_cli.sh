@@ -138,7 +138,7 @@ one=${EPS%%,*}
 out=$("$CTL" --endpoints="$one" "${TLS[@]}" snapshot save "$DIR/snap.db")
 same "snapshot save" "Snapshot saved at $DIR/snap.db" "$out"
 check "snapshot file is not empty" test -s "$DIR/snap.db"
-check "snapshot status" grep -qE '^[0-9a-f]{8}, [0-9.]+ [kMG]?B, ' <<<"$(ctl snapshot status "$DIR/snap.db")"
+check "snapshot status: hash, revision, keys, size" grep -qE '^[0-9a-f]+, [1-9][0-9]*, [1-9][0-9]*, [0-9.]+ [kMG]?B$' <<<"$(ctl snapshot status "$DIR/snap.db" 2>&1)"
 check "snapshot save refuses several endpoints" bash -c "! \"$CTL\" --endpoints=$EPS ${TLS[*]} snapshot save $DIR/x.db 2>/dev/null"
 cur=$(ctl get foo -w json | grep -o '"revision":[0-9]*' | head -1 | cut -d: -f2)
 same "compaction" "compacted revision $cur" "$(ctl compaction "$cur")"
