@@ -64,8 +64,7 @@ $(1)_SRC := $$(wildcard $(1)/*.c)
 $(1)_OBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$($(1)_SRC))
 $(BUILD)/lib/lib$(1).a: $$($(1)_OBJ)
 	@mkdir -p $$(dir $$@)
-	rm -f $$@
-	$$(if $$^,ar rcs $$@ $$^,ar rcs $$@)
+	$$(if $$^,ar rcs $$@.$$$$$$$$ $$^,ar rcs $$@.$$$$$$$$) && mv -f $$@.$$$$$$$$ $$@
 LIBS_ALL += $(BUILD)/lib/lib$(1).a
 endef
 $(foreach m,$(MODULES),$(eval $(call module_lib,$(m))))
@@ -73,15 +72,13 @@ $(foreach m,$(MODULES),$(eval $(call module_lib,$(m))))
 PROTO_OBJ := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(PROTO_C))
 $(BUILD)/lib/libproto.a: $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@
-	$(if $^,ar rcs $@ $^,ar rcs $@)
+	$(if $^,ar rcs $@.$$$$ $^,ar rcs $@.$$$$) && mv -f $@.$$$$ $@
 
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TESTLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRC))
 $(BUILD)/lib/libtestlib.a: $(TESTLIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@
-	$(if $^,ar rcs $@ $^,ar rcs $@)
+	$(if $^,ar rcs $@.$$$$ $^,ar rcs $@.$$$$) && mv -f $@.$$$$ $@
 
 # link order: dependents first (cmd -> sched -> node -> net -> kv -> raft -> proto)
 LINK_LIBS := $(BUILD)/lib/libsched.a $(BUILD)/lib/libnode.a $(BUILD)/lib/libnet.a \
