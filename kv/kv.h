@@ -505,7 +505,9 @@ void kv_watch_progress_tick(kv_store *s, int64_t now_ms, int64_t interval_ms);
  * new file at path (written, fsynced, then renamed into place). compact: omit free
  * pages (smaller, slower). Safe to call from another thread while the loop keeps
  * writing; the copy reflects some committed state at or after the moment of the call.
- * Used for Maintenance/Snapshot and for Raft snapshots to lagging followers. */
+ * Used for Maintenance/Snapshot and for Raft snapshots to lagging followers. (After a
+ * KV_EMAPFULL the next kv_wtxn_begin waits for running copies to finish before it grows
+ * the map.) The store must outlive the copy. */
 int kv_snapshot_write_fd(kv_store *s, int fd, bool compact);
 int kv_snapshot_write_path(kv_store *s, const char *path, bool compact);
 

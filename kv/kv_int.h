@@ -4,7 +4,7 @@
 
 #include <limits.h>
 #include <lmdb.h>
-#include <stdatomic.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "kv/kv.h"
@@ -136,7 +136,12 @@ struct kv_store {
     size_t maxkey;
     uint64_t map_size;
     bool grow_map;
-    atomic_int copies;    /* snapshot copies running (no map resize meanwhile) */
+    /* snapshot copies may run on other threads; the map may only be resized while none
+     * runs, so both sides take copy_mu around the check */
+    pthread_mutex_t copy_mu;
+    pthread_cond_t copy_cv;
+    int copies;
+    bool resizing;        /* the loop waits to resize: new copies wait for it */
     bool broken;          /* a failed restore left the store closed */
 
     MDB_txn *rtxn;        /* cached reset read txn */

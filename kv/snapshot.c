@@ -14,9 +14,16 @@ int kv_snapshot_write_fd(kv_store *s, int fd, bool compact)
 {
     if (!s->env)
         return KV_EIO;
-    atomic_fetch_add(&s->copies, 1);
+    pthread_mutex_lock(&s->copy_mu);
+    while (s->resizing)
+        pthread_cond_wait(&s->copy_cv, &s->copy_mu);
+    s->copies++;
+    pthread_mutex_unlock(&s->copy_mu);
     int rc = mdb_env_copyfd2(s->env, fd, compact ? MDB_CP_COMPACT : 0);
-    atomic_fetch_sub(&s->copies, 1);
+    pthread_mutex_lock(&s->copy_mu);
+    s->copies--;
+    pthread_cond_broadcast(&s->copy_cv);
+    pthread_mutex_unlock(&s->copy_mu);
     if (rc)
         return rc == ENOMEM ? KV_ENOMEM : KV_EIO;
     return 0;
@@ -187,7 +194,10 @@ int kv_restore(kv_store *s, const char *path, const kv_snap_meta *log_start)
 {
     if (s->wtxn)
         return kv_seterr(s, KV_EBUSY, "kv: restore: a write transaction is open");
-    if (atomic_load(&s->copies))
+    pthread_mutex_lock(&s->copy_mu);
+    int copies = s->copies;
+    pthread_mutex_unlock(&s->copy_mu);
+    if (copies)
         return kv_seterr(s, KV_EBUSY, "kv: restore: a snapshot copy is running");
     if (!s->env)
         return kv_seterr(s, KV_EIO, "kv: restore: store is closed");

@@ -139,6 +139,9 @@ static int env_open(kv_store *s)
         flags |= MDB_NOSYNC | MDB_NOMETASYNC;
     if ((rc = mdb_env_open(s->env, s->dir, flags, 0600)))
         goto fail;
+    /* reader slots left by a killed process would pin old pages forever */
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
     /* the data file may already be bigger than the map we asked for */
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
@@ -191,7 +194,8 @@ int kv_open(const char *data_dir, const kv_options *opt, kv_store **out, char *e
     fix_options(&s->opt);
     s->map_size = s->opt.map_size;
     s->next_expiry = INT64_MAX;
-    atomic_init(&s->copies, 0);
+    pthread_mutex_init(&s->copy_mu, NULL);
+    pthread_cond_init(&s->copy_cv, NULL);
     if (!data_dir || snprintf(s->dir, sizeof(s->dir), "%s/member", data_dir) >= (int)sizeof(s->dir)) {
         err = kv_seterr(s, KV_EINVAL, "kv: open: bad data dir");
         goto fail;
@@ -214,6 +218,8 @@ fail:
     if (errbuf && errlen)
         snprintf(errbuf, errlen, "%s", s->errmsg[0] ? s->errmsg : kv_strerror(err));
     env_close(s);
+    pthread_mutex_destroy(&s->copy_mu);
+    pthread_cond_destroy(&s->copy_cv);
     free(s->leases);
     free(s);
     return err;
@@ -227,6 +233,8 @@ void kv_close(kv_store *s)
         kv_wtxn_abort(s->wtxn);
     watch_free_all(s);
     env_close(s);
+    pthread_mutex_destroy(&s->copy_mu);
+    pthread_cond_destroy(&s->copy_cv);
     free(s->leases);
     free(s);
 }
@@ -382,17 +390,25 @@ int kv_wtxn_begin(kv_store *s, kv_wtxn **out)
         return kv_seterr(s, KV_EIO, "kv: store is closed");
     if (s->wtxn)
         return kv_seterr(s, KV_EBUSY, "kv: begin: a write transaction is already open");
-    if (s->grow_map && atomic_load(&s->copies) == 0 && !s->rtxn_busy) {
-        /* no transaction of ours may be live while the map is resized */
+    if (s->grow_map && !s->rtxn_busy) {
+        /* no transaction in the process may be live while the map is resized: wait for
+         * running snapshot copies (rare: only after a full map) and hold new ones back */
+        pthread_mutex_lock(&s->copy_mu);
+        s->resizing = true;
+        while (s->copies > 0)
+            pthread_cond_wait(&s->copy_cv, &s->copy_mu);
         if (s->rtxn) {
             mdb_txn_abort(s->rtxn);
             s->rtxn = NULL;
         }
         uint64_t nsz = s->map_size * 2;
-        if ((rc = mdb_env_set_mapsize(s->env, nsz)) == 0) {
+        if (mdb_env_set_mapsize(s->env, nsz) == 0) {
             s->map_size = nsz;
             s->grow_map = false;
         }
+        s->resizing = false;
+        pthread_cond_broadcast(&s->copy_cv);
+        pthread_mutex_unlock(&s->copy_mu);
     }
     kv_wtxn *w = calloc(1, sizeof(*w));
     if (!w)

@@ -1,6 +1,7 @@
 /* test_kv_lease — leases (grant, attach, revoke in one revision, expiry on the primary
  * with the caller's clock, checkpoints, restart), the quota and a full LMDB map, and
  * snapshots: copying a store and installing the copy on another member. */
+#include <pthread.h>
 #include <unistd.h>
 
 #include "tests/unit/kv/kvtest.h"
@@ -331,6 +332,69 @@ static void test_snapshot_restore(void **state)
     kvt_done(&b);
 }
 
+typedef struct copier {
+    kv_store *s;
+    char path[512];
+    volatile int stop;
+    int copies, failures;
+} copier;
+
+static void *copy_loop(void *arg)
+{
+    copier *c = arg;
+    while (!c->stop) {
+        if (kv_snapshot_write_path(c->s, c->path, c->copies % 2) == 0) {
+            kv_snapshot_info info;
+            if (kv_snapshot_file_info(c->path, &info) != 0)
+                c->failures++;
+            c->copies++;
+        } else {
+            c->failures++;
+        }
+    }
+    return NULL;
+}
+
+/* copies on another thread while the loop writes and the map has to grow */
+static void test_snapshot_while_writing(void **state)
+{
+    (void)state;
+    kvt t;
+    kv_options o;
+    kv_options_init(&o);
+    o.no_sync = true;
+    o.map_size = 1 << 20;
+    kvt_init(&t, "kv-snapthr", &o);
+    copier c = {.s = t.s};
+    snprintf(c.path, sizeof c.path, "%s/copy.db", t.dir);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, copy_loop, &c), 0);
+    static char val[4000];
+    memset(val, 'y', sizeof val - 1);
+    Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+    p.value = (ProtobufCBinaryData){sizeof val - 1, (uint8_t *)val};
+    Plinthpb__Request req = PLINTHPB__REQUEST__INIT;
+    req.request_case = PLINTHPB__REQUEST__REQUEST_PUT;
+    req.put = &p;
+    int mapfull = 0;
+    for (int i = 0; i < 1500; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%04d", i);
+        p.key = kvt_b(key);
+        assert_int_equal(retry_apply(&t, &req, &mapfull), 0);
+    }
+    c.stop = 1;
+    pthread_join(th, NULL);
+    assert_int_equal(c.failures, 0);
+    assert_true(c.copies > 0);
+    assert_true(mapfull > 0);
+    kv_snapshot_info info;
+    assert_int_equal(kv_snapshot_write_path(t.s, c.path, false), 0);
+    assert_int_equal(kv_snapshot_file_info(c.path, &info), 0);
+    assert_int_equal(info.revision, kv_current_revision(t.s));
+    kvt_done(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_map_full_and_quota),
         cmocka_unit_test(test_snapshot_restore),
+        cmocka_unit_test(test_snapshot_while_writing),
     };
     return PLINTH_RUN_TESTS("kv_lease", tests);
 }
