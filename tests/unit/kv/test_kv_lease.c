@@ -162,10 +162,13 @@ static int64_t retry_apply(kvt *t, Plinthpb__Request *req, int *mapfull)
         if (rc == 0) {
             int e = r.err;
             kv_result_free(&r);
-            if (kv_wtxn_commit(w) == 0) {
+            rc = kv_wtxn_commit(w);
+            if (rc == 0) {
                 t->index++;
                 return e;
             }
+            assert_int_equal(rc, KV_EMAPFULL); /* the commit itself may need pages */
+            (*mapfull)++;
             continue;
         }
         assert_true(kv_error_is_fatal_txn(rc));
