@@ -346,7 +346,7 @@ static Etcdserverpb__RangeRequest *random_range_req(rq *q)
 
 /* ---- the store side ---- */
 static kvt T;
-static long st_put_ok, st_txn_ok, st_txn_err, st_range_ok, st_compact, st_reopen, st_events;
+static long st_wev, st_wcompacted, st_put_ok, st_txn_ok, st_txn_err, st_range_ok, st_compact, st_reopen, st_events;
 
 static int apply(Plinthpb__Request *req, kv_result *out)
 {
@@ -962,11 +962,128 @@ static void op_txn(void)
     kv_result_free(&out);
 }
 
+/* ---- one watcher on every key, from the start, often too busy to take events ---- */
+typedef struct wrec {
+    int64_t rev;
+    bool del;
+    int key;
+    char val[24];
+    bool has_prev;
+    char pval[24];
+} wrec;
+static wrec *Wv;
+static size_t Wn, Wcap;
+static int64_t W_compacted;
+static kv_watcher *Ww;
+static uint64_t wrng;
+
+static int w_cb(const kv_watch_event_batch *b)
+{
+    wrng = wrng * 6364136223846793005ull + 1442695040888963407ull;
+    if ((wrng >> 33) % 100 < 15)
+        return KV_WATCH_BUSY;
+    if (b->compact_revision) {
+        W_compacted = b->compact_revision;
+        return KV_WATCH_TAKEN;
+    }
+    for (size_t i = 0; i < b->n_events; i++) {
+        const Mvccpb__Event *e = b->events[i];
+        if (Wn == Wcap) {
+            Wcap = Wcap ? Wcap * 2 : 1024;
+            Wv = realloc(Wv, Wcap * sizeof(wrec));
+        }
+        wrec *r = &Wv[Wn++];
+        memset(r, 0, sizeof *r);
+        char name[16] = {0};
+        memcpy(name, e->kv->key.data, e->kv->key.len < 15 ? e->kv->key.len : 15);
+        r->key = key_index(name);
+        r->rev = e->kv->mod_revision;
+        r->del = e->type == MVCCPB__EVENT__EVENT_TYPE__DELETE;
+        snprintf(r->val, sizeof r->val, "%.*s", (int)e->kv->value.len, e->kv->value.data);
+        if (e->prev_kv) {
+            r->has_prev = true;
+            snprintf(r->pval, sizeof r->pval, "%.*s", (int)e->prev_kv->value.len,
+                     e->prev_kv->value.data);
+        }
+    }
+    return KV_WATCH_TAKEN;
+}
+
+static void w_create(int64_t start)
+{
+    Ww = NULL;
+    if (W_compacted)
+        return;
+    kv_watch_opts o = {.key = (const uint8_t *)"\x01", .key_len = 1,
+                       .range_end = (const uint8_t *)"", .range_end_len = 1,
+                       .start_revision = start, .prev_kv = true, .fn = w_cb};
+    int rc = kv_watch_create(T.s, &o, &Ww);
+    if (rc == KV_ECOMPACTED) {
+        W_compacted = kv_compact_revision(T.s);
+        Ww = NULL;
+        return;
+    }
+    assert_int_equal(rc, 0);
+}
+
+typedef struct xev {
+    int64_t rev, sub;
+    int key, idx;
+} xev;
+static int xev_cmp(const void *a, const void *b)
+{
+    const xev *x = a, *y = b;
+    if (x->rev != y->rev)
+        return x->rev < y->rev ? -1 : 1;
+    return (x->sub > y->sub) - (x->sub < y->sub);
+}
+
+/* every change the model saw, in order, against what the watcher got */
+static void w_check(void)
+{
+    size_t n = 0;
+    for (int k = 0; k < NKEYS; k++)
+        n += (size_t)K[k].n;
+    xev *x = calloc(n + 1, sizeof *x);
+    size_t m = 0;
+    for (int k = 0; k < NKEYS; k++)
+        for (int j = 0; j < K[k].n; j++)
+            x[m++] = (xev){K[k].v[j].rev, K[k].v[j].sub, k, j};
+    qsort(x, m, sizeof *x, xev_cmp);
+    assert_true(Wn <= m);
+    for (size_t i = 0; i < Wn; i++) {
+        const mver *v = &K[x[i].key].v[x[i].idx];
+        const wrec *r = &Wv[i];
+        assert_int_equal(r->rev, v->rev);
+        assert_int_equal(r->key, x[i].key);
+        assert_int_equal(r->del, v->tomb);
+        if (!v->tomb)
+            assert_string_equal(r->val, v->val);
+        const mver *pv = x[i].idx > 0 ? &K[x[i].key].v[x[i].idx - 1] : NULL;
+        if (r->has_prev) {
+            assert_non_null(pv);
+            assert_false(pv->tomb);
+            assert_string_equal(r->pval, pv->val);
+        } else if (pv && !pv->tomb) {
+            assert_true(pv->rev < m_compact); /* only a compacted prev may be missing */
+        }
+    }
+    if (W_compacted)
+        assert_true(Wn < m && x[Wn].rev < W_compacted);
+    else
+        assert_int_equal(Wn, m);
+    free(x);
+}
+
 static void run_seed(uint64_t seed, int nops)
 {
     rng = seed * 0x9E3779B97F4A7C15ull + 1;
+    wrng = seed;
     model_init();
     kvt_init(&T, "kv-model", NULL);
+    Wn = 0;
+    W_compacted = 0;
+    w_create(0);
     for (int i = 0; i < nops; i++) {
         pool_used = 0;
         int x = rn(1000);
@@ -985,11 +1102,26 @@ static void run_seed(uint64_t seed, int nops)
         else if (x < 995)
             op_lease();
         else {
-            kvt_reopen(&T);
+            kvt_reopen(&T); /* the watcher went with the handle: watch again */
             st_reopen++;
+            w_create(Wn ? Wv[Wn - 1].rev + 1 : 2);
         }
         assert_int_equal(kv_current_revision(T.s), m_rev);
+        if (Ww && i % 2 == 0)
+            kv_watch_resume(Ww); /* the owner drained its buffer */
+        kv_watch_notify(T.s);
     }
+    if (Ww) {
+        wrng = 99; /* answers busy now and then, still converges */
+        for (int i = 0; i < 100000; i++) {
+            kv_watch_resume(Ww);
+            if (kv_watch_notify(T.s) == 0 && kv_watch_synced(Ww))
+                break;
+        }
+    }
+    w_check();
+    st_wev += (long)Wn;
+    st_wcompacted += W_compacted != 0;
     /* final sweep: every key at every readable revision */
     for (int64_t at = m_compact > 0 ? m_compact : 1; at <= m_rev; at += 1 + m_rev / 50) {
         Etcdserverpb__RangeRequest r = ETCDSERVERPB__RANGE_REQUEST__INIT;
@@ -1027,9 +1159,17 @@ static void run_group(uint64_t first, uint64_t last, int nops)
     }
     fprintf(stderr, "# puts %ld, txns %ld (+%ld refused), ranges %ld (%ld kvs), compactions %ld, reopens %ld\n",
             st_put_ok, st_txn_ok, st_txn_err, st_range_ok, st_events, st_compact, st_reopen);
+    fprintf(stderr, "# watch: %ld events checked, %ld seeds ended in a compacted watcher\n", st_wev,
+            st_wcompacted);
 }
 
-static void test_seeds_1_20(void **state) { (void)state; run_group(1, 20, 3000); }
+/* KV_MODEL_SEEDS=n widens the first group to seeds 1..n for a longer run */
+static void test_seeds_1_20(void **state)
+{
+    (void)state;
+    const char *n = getenv("KV_MODEL_SEEDS");
+    run_group(1, n ? strtoull(n, NULL, 10) : 20, 3000);
+}
 static void test_seeds_21_40(void **state) { (void)state; run_group(21, 40, 3000); }
 static void test_seeds_41_60(void **state) { (void)state; run_group(41, 60, 3000); }
 static void test_long_seeds(void **state) { (void)state; run_group(1000, 1003, 20000); }
