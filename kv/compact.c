@@ -1,5 +1,6 @@
 /* compact.c — compaction (drop history below a revision, keeping the newest live
- * version of each key, as etcd's keyIndex.compact) and HashKV. */
+ * version of each key as etcd's keyIndex.compact does, and every record of the compaction
+ * revision itself so a watch from it has no gap) and HashKV. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -20,7 +21,7 @@ static int kbuf_cmp(const void *a, const void *b)
     return c ? c : (x->n < y->n ? -1 : x->n > y->n);
 }
 
-/* Removes the revisions of key at or below at, except the newest one if it is live. */
+/* Removes the revisions of key that compaction at `at` makes unreachable. */
 static int compact_key(kv_wtxn *w, const uint8_t *key, size_t klen, kv_rev_t at)
 {
     kv_store *s = w->s;
@@ -55,9 +56,19 @@ static int compact_key(kv_wtxn *w, const uint8_t *key, size_t klen, kv_rev_t at)
         return rc == ENOMEM ? KV_ENOMEM : lmdb_err(s, rc, "compact scan");
     }
     rc = 0;
-    size_t del = n;
-    if (n && !(dups[n - 1][16] & REC_TOMB))
-        del = n - 1; /* the newest version at or below `at` stays */
+    /* Revisions at exactly `at` all stay, tombstones included: a watcher may start at the
+     * compacted revision (as in etcd) and must see every event of it. Below `at`, the
+     * newest version stays if it is live and nothing at `at` supersedes it. */
+    size_t below = 0;
+    while (below < n && (kv_rev_t)get_be64(dups[below]) < at)
+        below++;
+    size_t del;
+    if (below < n)
+        del = below;
+    else if (n && !(dups[n - 1][16] & REC_TOMB))
+        del = n - 1;
+    else
+        del = n;
     for (size_t i = 0; i < del; i++) {
         MDB_val rk = {16, dups[i]}, kk = {klen, (void *)key}, dv = {DUP_LEN, dups[i]};
         if ((rc = mdb_del(w->txn, s->dbi_rev, &rk, NULL)) && rc != MDB_NOTFOUND)
@@ -74,8 +85,8 @@ int mvcc_compact(kv_wtxn *w, kv_rev_t at)
 {
     kv_store *s = w->s;
     uint8_t pos[16];
-    /* only keys written after the previous compaction can have history to drop */
-    rev_key(pos, w->compact_rev + 1, 0);
+    /* only keys written at or after the previous compaction can have history to drop */
+    rev_key(pos, w->compact_rev, 0);
     kbuf *keys = calloc(CHUNK_KEYS, sizeof(kbuf));
     if (!keys)
         return KV_ENOMEM;

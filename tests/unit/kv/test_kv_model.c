@@ -1054,6 +1054,13 @@ static void w_check(void)
     for (size_t i = 0; i < Wn; i++) {
         const mver *v = &K[x[i].key].v[x[i].idx];
         const wrec *r = &Wv[i];
+        if (r->rev != v->rev && getenv("TRACE")) {
+            for (size_t j = i > 5 ? i - 5 : 0; j < i + 5 && j < m; j++)
+                fprintf(stderr, "  want %lld.%lld %s %s | got %lld %s %s\n", (long long)x[j].rev,
+                        (long long)x[j].sub, K[x[j].key].name,
+                        K[x[j].key].v[x[j].idx].tomb ? "DEL" : "PUT", j < Wn ? (long long)Wv[j].rev : -1,
+                        j < Wn && Wv[j].key >= 0 ? K[Wv[j].key].name : "-", j < Wn && Wv[j].del ? "DEL" : "PUT");
+        }
         assert_int_equal(r->rev, v->rev);
         assert_int_equal(r->key, x[i].key);
         assert_int_equal(r->del, v->tomb);

@@ -238,6 +238,18 @@ static void test_compacted(void **state)
     assert_int_equal(o2.n, 1);
     assert_int_equal(o2.ev[0].rev, 13);
     kv_watch_cancel(w);
+    /* a delete at exactly the compacted revision is still seen from that revision */
+    kv_result r;
+    assert_int_equal(kvt_del(&t, "x", NULL, &r), 0); /* 14 */
+    kv_result_free(&r);
+    assert_int_equal(kvt_compact(&t, 14), 0);
+    owner o3 = {0};
+    watch(&t, &o3, "x", NULL, 14, false, false, false);
+    drain(&t);
+    assert_int_equal(o3.n, 1);
+    assert_true(o3.ev[0].del);
+    assert_int_equal(o3.ev[0].rev, 14);
+    free(o3.ev);
     free(o2.ev);
     kvt_done(&t);
 }
