@@ -138,6 +138,35 @@ static int name_of_pid(const char *pid, char *out, size_t outlen)
     return -1;
 }
 
+/* Does process pid hold the socket named want ("socket:[inode]")? */
+static int pid_has_socket(const char *pid, const char *want)
+{
+    char fdpath[300];
+    snprintf(fdpath, sizeof(fdpath), "/proc/%s/fd", pid);
+    DIR *fds = opendir(fdpath);
+    if (!fds)
+        return 0;
+    struct dirent *fd;
+    int found = 0;
+    while (!found && (fd = readdir(fds))) {
+        char lpath[600], target[128];
+        snprintf(lpath, sizeof(lpath), "%s/%s", fdpath, fd->d_name);
+        ssize_t len = readlink(lpath, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        found = strcmp(target, want) == 0;
+    }
+    closedir(fds);
+    return found;
+}
+
+/* Members seen dialling before: checked first, so that a partitioned member redialling
+ * many times a second costs a few directory reads, not a scan of every process. */
+#define PID_CACHE 32
+static struct { char pid[300]; char name[NAME_LEN]; } pid_cache[PID_CACHE];
+static int pid_cache_next;
+
 static void who_dialled(int sport, int dport, char *out, size_t outlen)
 {
     snprintf(out, outlen, "?");
@@ -146,34 +175,29 @@ static void who_dialled(int sport, int dport, char *out, size_t outlen)
         return;
     char want[64];
     snprintf(want, sizeof(want), "socket:[%lu]", inode);
+    for (int i = 0; i < PID_CACHE; i++) {
+        if (pid_cache[i].pid[0] && pid_has_socket(pid_cache[i].pid, want)) {
+            /* The pid may have been reused by another program: read the name again. */
+            if (name_of_pid(pid_cache[i].pid, out, outlen) < 0)
+                snprintf(out, outlen, "?");
+            return;
+        }
+    }
     DIR *proc = opendir("/proc");
     if (!proc)
         return;
     struct dirent *p;
-    int done = 0;
-    while (!done && (p = readdir(proc))) {
+    while ((p = readdir(proc))) {
         if (p->d_name[0] < '0' || p->d_name[0] > '9' || atoi(p->d_name) == getpid())
             continue;
-        char fdpath[300];
-        snprintf(fdpath, sizeof(fdpath), "/proc/%s/fd", p->d_name);
-        DIR *fds = opendir(fdpath);
-        if (!fds)
+        if (!pid_has_socket(p->d_name, want))
             continue;
-        struct dirent *fd;
-        while ((fd = readdir(fds))) {
-            char lpath[600], target[128];
-            snprintf(lpath, sizeof(lpath), "%s/%s", fdpath, fd->d_name);
-            ssize_t len = readlink(lpath, target, sizeof(target) - 1);
-            if (len <= 0)
-                continue;
-            target[len] = '\0';
-            if (strcmp(target, want) == 0) {
-                name_of_pid(p->d_name, out, outlen);
-                done = 1;
-                break;
-            }
+        if (name_of_pid(p->d_name, out, outlen) == 0) {
+            snprintf(pid_cache[pid_cache_next].pid, sizeof(pid_cache[0].pid), "%s", p->d_name);
+            snprintf(pid_cache[pid_cache_next].name, NAME_LEN, "%s", out);
+            pid_cache_next = (pid_cache_next + 1) % PID_CACHE;
         }
-        closedir(fds);
+        break;
     }
     closedir(proc);
 }
