@@ -83,6 +83,8 @@ typedef struct ev_batch {
     size_t n, cap;
     bool recorded;        /* false: events were not kept (no watchers at the time) */
     kv_rev_t first_rev, last_rev;
+    size_t imin, imax;    /* events with the smallest and largest key (fan-out skips
+                             watchers whose range misses them and all between) */
 } ev_batch;
 
 /* ---- leases in memory ---- */

@@ -273,6 +273,14 @@ void ev_add(kv_wtxn *w, const ev *e)
         return;
     }
     b->n++;
+    if (b->n == 1) {
+        b->imin = b->imax = 0;
+    } else {
+        if (cmp_bytes(d->key, d->key_len, b->evs[b->imin].key, b->evs[b->imin].key_len) < 0)
+            b->imin = b->n - 1;
+        if (cmp_bytes(d->key, d->key_len, b->evs[b->imax].key, b->evs[b->imax].key_len) > 0)
+            b->imax = b->n - 1;
+    }
 }
 
 static int write_rec(wctx *c, const uint8_t *key, size_t klen, bool tomb, kv_rev_t create,

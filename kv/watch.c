@@ -207,6 +207,26 @@ static Mvccpb__Event *event_from_ev(kv_arena *a, const ev *e, bool want_prev)
     return x->kv ? x : NULL;
 }
 
+static int bcmp3(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    size_t m = al < bl ? al : bl;
+    int c = m ? memcmp(a, b, m) : 0;
+    return c ? c : (al < bl ? -1 : al > bl);
+}
+
+/* Could the watcher's range hold a key between the batch's smallest and largest? */
+static bool may_overlap(const struct kv_watcher *w, const ev_batch *b)
+{
+    const ev *lo = &b->evs[b->imin], *hi = &b->evs[b->imax];
+    if (bcmp3(w->key, w->key_len, hi->key, hi->key_len) > 0)
+        return false; /* starts after the largest key */
+    if (!w->end_len) /* single key */
+        return bcmp3(w->key, w->key_len, lo->key, lo->key_len) >= 0;
+    if (w->end_len == 1 && w->end[0] == 0)
+        return true; /* every key from w->key on */
+    return bcmp3(w->end, w->end_len, lo->key, lo->key_len) > 0;
+}
+
 /* live fan-out of one committed batch */
 static void fan_out(kv_store *s, ev_batch *b)
 {
@@ -217,6 +237,10 @@ static void fan_out(kv_store *s, ev_batch *b)
             continue;
         if (!b->recorded) {
             w->synced = false; /* the events were not kept: read them from the store */
+            continue;
+        }
+        if (b->n == 0 || !may_overlap(w, b)) {
+            w->next_rev = b->last_rev + 1;
             continue;
         }
         kv_arena *a = arena_new();
