@@ -280,6 +280,144 @@ static void fan_out(kv_store *s, ev_batch *b)
     free(evs);
 }
 
+typedef struct evlist {
+    kv_arena *a;
+    Mvccpb__Event **v;
+    size_t n, cap;
+} evlist;
+
+/* Appends the event of stored record r (with its previous version if asked). */
+static int add_rec_event(kv_store *s, struct kv_watcher *w, MDB_txn *txn, MDB_cursor *kc,
+                         const rec *r, evlist *l)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 64;
+        Mvccpb__Event **nv = realloc(l->v, nc * sizeof(*nv));
+        if (!nv)
+            return ENOMEM;
+        l->v = nv;
+        l->cap = nc;
+    }
+    kv_arena *a = l->a;
+    Mvccpb__Event *x = arena_alloc(a, sizeof(*x));
+    uint8_t *key = arena_dup(a, r->key, r->key_len);
+    if (!x || !key)
+        return ENOMEM;
+    mvccpb__event__init(x);
+    if (r->tomb) {
+        x->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
+        x->kv = mkkv(a, key, r->key_len, 0, r->mod, 0, NULL, 0, 0);
+    } else {
+        x->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
+        x->kv = mkkv(a, key, r->key_len, r->create, r->mod, r->version,
+                     arena_dup(a, r->value, r->value_len), r->value_len, r->lease);
+    }
+    if (!x->kv)
+        return ENOMEM;
+    if (w->prev_kv) {
+        /* the key's revision just below this one, if live and still stored */
+        uint8_t d[DUP_LEN];
+        dup_encode(d, r->mod, r->sub, false);
+        MDB_val kk = {r->key_len, (void *)r->key}, dv = {DUP_LEN, d};
+        if (mdb_cursor_get(kc, &kk, &dv, MDB_GET_BOTH_RANGE) == 0 &&
+            mdb_cursor_get(kc, &kk, &dv, MDB_PREV_DUP) == 0 &&
+            !(((uint8_t *)dv.mv_data)[16] & REC_TOMB)) {
+            uint8_t pk[16];
+            memcpy(pk, dv.mv_data, 16);
+            MDB_val pkv = {16, pk}, pv;
+            rec pr;
+            if (mdb_get(txn, s->dbi_rev, &pkv, &pv) == 0 && rec_decode(&pkv, &pv, &pr) == 0)
+                x->prev_kv = mkkv(a, key, r->key_len, pr.create, pr.mod, pr.version,
+                                  arena_dup(a, pr.value, pr.value_len), pr.value_len, pr.lease);
+        }
+    }
+    l->v[l->n++] = x;
+    return 0;
+}
+
+/* Reads whole revisions from next_rev: the revision log for a range, or the key's own
+ * revision list for a single-key watcher (cheap however busy the rest of the store is).
+ * Sets *upto to the last revision read completely. */
+static int read_history(kv_store *s, struct kv_watcher *w, MDB_txn *txn, evlist *l,
+                        kv_rev_t *upto)
+{
+    MDB_cursor *c = NULL, *kc = NULL;
+    size_t max_ev = s->opt.watch_batch_events, max_scan = max_ev * 10, scanned = 0;
+    kv_rev_t cur_rev = 0;
+    bool early = false, single = w->end_len == 0;
+    int rc = mdb_cursor_open(txn, s->dbi_rev, &c);
+    if (!rc)
+        rc = mdb_cursor_open(txn, s->dbi_key, &kc);
+    MDB_cursor *sc = NULL; /* walks the single key's duplicates */
+    if (!rc && single)
+        rc = mdb_cursor_open(txn, s->dbi_key, &sc);
+    if (rc)
+        goto out;
+    uint8_t kb[16], db[DUP_LEN];
+    MDB_val k, v;
+    if (single) {
+        if (w->key_len == 0 || w->key_len > KV_MAX_KEY) {
+            rc = MDB_NOTFOUND;
+            goto out;
+        }
+        dup_encode(db, w->next_rev, 0, false);
+        k = (MDB_val){w->key_len, w->key};
+        v = (MDB_val){DUP_LEN, db};
+        rc = mdb_cursor_get(sc, &k, &v, MDB_GET_BOTH_RANGE);
+    } else {
+        rev_key(kb, w->next_rev, 0);
+        k = (MDB_val){16, kb};
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    }
+    while (rc == 0) {
+        rec r;
+        if (single) {
+            /* the duplicate names the revision; its record holds the rest */
+            if (v.mv_size != DUP_LEN) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            memcpy(kb, v.mv_data, 16);
+            MDB_val rk = {16, kb}, rv;
+            if ((rc = mdb_get(txn, s->dbi_rev, &rk, &rv)))
+                break;
+            if (rec_decode(&rk, &rv, &r)) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+        } else if (rec_decode(&k, &v, &r)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (r.mod > s->rev)
+            break;
+        if (r.mod != cur_rev) {
+            /* a revision boundary: stop here if the batch is full */
+            if (cur_rev && (l->n >= max_ev || scanned >= max_scan)) {
+                early = true;
+                break;
+            }
+            cur_rev = r.mod;
+        }
+        scanned++;
+        if (wants(w, r.tomb, r.key, r.key_len) && (rc = add_rec_event(s, w, txn, kc, &r, l)))
+            break;
+        rc = single ? mdb_cursor_get(sc, &k, &v, MDB_NEXT_DUP) : mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+out:
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    if (rc == 0)
+        *upto = early ? cur_rev : s->rev;
+    if (sc)
+        mdb_cursor_close(sc);
+    if (kc)
+        mdb_cursor_close(kc);
+    if (c)
+        mdb_cursor_close(c);
+    return rc;
+}
+
 /* one catch-up batch for an unsynced watcher: whole revisions from next_rev */
 static int catch_up(kv_store *s, struct kv_watcher *w)
 {
@@ -299,116 +437,24 @@ static int catch_up(kv_store *s, struct kv_watcher *w)
     int err = rtxn_get(s, &txn, &cached);
     if (err)
         return err;
-    MDB_cursor *c = NULL, *kc = NULL;
-    kv_arena *a = arena_new();
-    Mvccpb__Event **evs = NULL;
-    size_t n = 0, cap = 0, scanned = 0;
-    size_t max_ev = s->opt.watch_batch_events, max_scan = max_ev * 10;
-    kv_rev_t upto = w->next_rev - 1; /* revisions fully read */
-    int rc = a ? mdb_cursor_open(txn, s->dbi_rev, &c) : ENOMEM;
-    if (!rc)
-        rc = mdb_cursor_open(txn, s->dbi_key, &kc);
-    if (!rc) {
-        uint8_t kb[16];
-        rev_key(kb, w->next_rev, 0);
-        MDB_val k = {16, kb}, v;
-        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-        kv_rev_t cur_rev = 0;
-        bool early = false;
-        while (rc == 0) {
-            rec r;
-            if (rec_decode(&k, &v, &r)) {
-                rc = MDB_CORRUPTED;
-                break;
-            }
-            if (r.mod > s->rev)
-                break;
-            if (r.mod != cur_rev) {
-                /* a revision boundary: stop here if the batch is full */
-                if (cur_rev && (n >= max_ev || scanned >= max_scan)) {
-                    early = true;
-                    break;
-                }
-                cur_rev = r.mod;
-            }
-            scanned++;
-            if (wants(w, r.tomb, r.key, r.key_len)) {
-                if (n == cap) {
-                    size_t nc = cap ? cap * 2 : 64;
-                    Mvccpb__Event **nv = realloc(evs, nc * sizeof(*nv));
-                    if (!nv) {
-                        rc = ENOMEM;
-                        break;
-                    }
-                    evs = nv;
-                    cap = nc;
-                }
-                Mvccpb__Event *x = arena_alloc(a, sizeof(*x));
-                if (!x) {
-                    rc = ENOMEM;
-                    break;
-                }
-                mvccpb__event__init(x);
-                uint8_t *key = arena_dup(a, r.key, r.key_len);
-                if (r.tomb) {
-                    x->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
-                    x->kv = mkkv(a, key, r.key_len, 0, r.mod, 0, NULL, 0, 0);
-                } else {
-                    x->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
-                    x->kv = mkkv(a, key, r.key_len, r.create, r.mod, r.version,
-                                 arena_dup(a, r.value, r.value_len), r.value_len, r.lease);
-                }
-                if (w->prev_kv) {
-                    /* the key's revision just below this one, if live and still stored */
-                    uint8_t d[DUP_LEN];
-                    dup_encode(d, r.mod, r.sub, false);
-                    MDB_val kk = {r.key_len, (void *)r.key}, dv = {DUP_LEN, d};
-                    if (mdb_cursor_get(kc, &kk, &dv, MDB_GET_BOTH_RANGE) == 0 &&
-                        mdb_cursor_get(kc, &kk, &dv, MDB_PREV_DUP) == 0 &&
-                        !(((uint8_t *)dv.mv_data)[16] & REC_TOMB)) {
-                        uint8_t pk[16];
-                        memcpy(pk, dv.mv_data, 16);
-                        MDB_val pkv = {16, pk}, pv;
-                        rec pr;
-                        if (mdb_get(txn, s->dbi_rev, &pkv, &pv) == 0 &&
-                            rec_decode(&pkv, &pv, &pr) == 0)
-                            x->prev_kv = mkkv(a, key, r.key_len, pr.create, pr.mod, pr.version,
-                                              arena_dup(a, pr.value, pr.value_len),
-                                              pr.value_len, pr.lease);
-                    }
-                }
-                if (!x->kv) {
-                    rc = ENOMEM;
-                    break;
-                }
-                evs[n++] = x;
-            }
-            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-        }
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
-        if (rc == 0)
-            upto = early ? cur_rev : s->rev;
-    }
-    if (kc)
-        mdb_cursor_close(kc);
-    if (c)
-        mdb_cursor_close(c);
+    evlist l = {arena_new(), NULL, 0, 0};
+    kv_rev_t upto = w->next_rev - 1;
+    int rc = l.a ? read_history(s, w, txn, &l, &upto) : ENOMEM;
     rtxn_put(s, txn, cached);
     if (rc) {
-        arena_free(a);
-        free(evs);
+        arena_free(l.a);
+        free(l.v);
         return rc == ENOMEM ? KV_ENOMEM : lmdb_err(s, rc, "watch catch-up");
     }
-    if (n == 0 || deliver(w, evs, n, false, 0) == KV_WATCH_TAKEN) {
+    if (l.n == 0 || deliver(w, l.v, l.n, false, 0) == KV_WATCH_TAKEN) {
         w->next_rev = upto + 1;
         if (w->next_rev > s->rev)
             w->synced = true;
     } else {
         w->blocked = true;
     }
-    arena_free(a);
-    free(evs);
+    arena_free(l.a);
+    free(l.v);
     return 0;
 }
 
