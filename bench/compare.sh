@@ -87,19 +87,32 @@ run_server() { # label binary
                 >"$OUT/$label-checkperf-$load.txt" 2>&1
         done
     fi
-    log "$label: memory: $KEYS keys of 100 bytes, then resident memory and size on disk"
+    # memory and disk on a fresh cluster, so earlier workloads do not count
+    "$ROOT/scripts/cluster.sh" stop "$dir" >/dev/null 2>&1
+    dir="$OUT/$label-mem"
+    CLUSTER_DIR=$dir
+    if ! "$ROOT/scripts/cluster.sh" start 3 "$dir" --bin "$bin" --heartbeat 100 --election 1000 \
+        >"$OUT/$label-cluster-mem.log" 2>&1; then
+        log "$label: the fresh cluster for the memory figure did not start"; CLUSTER_DIR=""; return 1
+    fi
+    tls=(--endpoints "$(cat "$dir/endpoints")" --cacert "$dir/certs/ca.pem"
+         --cert "$dir/certs/client.pem" --key "$dir/certs/client-key.pem")
+    log "$label: memory: $KEYS keys of 100 bytes into a fresh cluster, then resident memory and size on disk"
     "$BENCH" put "${tls[@]}" --clients 64 --conns 8 --sequential-keys --key-size 16 \
         --val-size 100 --total "$KEYS" --max-time 400 --prefix mem/ -q -w json \
         >"$OUT/$label-load.json" 2>>"$OUT/$label-bench.err"
     sleep 2
-    local rss=0 disk=0 name pid v
+    local rss=0 anon=0 disk=0 name pid v
     while read -r name pid; do
         v=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
         [ -n "$v" ] && [ "$v" -gt "$rss" ] && rss=$v
+        v=$(awk '/^RssAnon/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+        [ -n "$v" ] && [ "$v" -gt "$anon" ] && anon=$v
         v=$(du -sk "$dir/$name" 2>/dev/null | cut -f1)
         [ -n "$v" ] && [ "$v" -gt "$disk" ] && disk=$v
     done <"$dir/pids"
     echo "$rss" >"$OUT/$label-rss-kb.txt"
+    echo "$anon" >"$OUT/$label-anon-kb.txt"
     echo "$disk" >"$OUT/$label-disk-kb.txt"
     "$ROOT/scripts/cluster.sh" stop "$dir" >/dev/null 2>&1
     CLUSTER_DIR=""
@@ -115,6 +128,7 @@ run_server() { # label binary
     RES[$label,fokillleader]=$(jnum "$OUT/$label-failover.json" new_leader_ms)
     RES[$label,fostop]=$(jnum "$OUT/$label-failover-stop.json" first_write_ms)
     RES[$label,rss]=$(awk '{ printf "%.1f", $1 / 1024 }' "$OUT/$label-rss-kb.txt")
+    RES[$label,anon]=$(awk '{ printf "%.1f", $1 / 1024 }' "$OUT/$label-anon-kb.txt")
     RES[$label,disk]=$(awk '{ printf "%.1f", $1 / 1024 }' "$OUT/$label-disk-kb.txt")
     RES[$label,loadrate]=$(jnum "$OUT/$label-load.json" ops_per_sec)
     local f
@@ -122,7 +136,7 @@ run_server() { # label binary
         f="$OUT/$label-checkperf-$load.txt"
         if [ -s "$f" ]; then
             RES[$label,perf$load]="$(grep -o 'PASS\|FAIL' "$f" | tail -1)"
-            RES[$label,perf${load}tp]=$(grep -o 'Throughput is [0-9]*' "$f" | grep -o '[0-9]*$' | head -1)
+            RES[$label,perf${load}tp]=$(grep -o '[0-9]* writes/s' "$f" | grep -o '^[0-9]*' | head -1)
         fi
     done
 }
@@ -159,6 +173,7 @@ row() { # label key unit
     row "failover SIGSTOP leader -> first write (ms, median of 3)" fostop
     row "bulk load rate, $KEYS keys of 100 B (ops/s)" loadrate
     row "resident memory after $KEYS keys, largest member (MB)" rss
+    row "  of which anonymous (heap, not mapped file pages) (MB)" anon
     row "size on disk after $KEYS keys, largest member (MB)" disk
     if [ "$CHECK_PERF" = 1 ]; then
         printf '| etcdctl check perf --load=m | %s (%s w/s) | %s (%s w/s) | |\n' \
