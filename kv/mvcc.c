@@ -62,6 +62,26 @@ static int load_rec(kv_store *s, MDB_txn *txn, kv_rev_t main, kv_rev_t sub, rec 
     return 0;
 }
 
+/* The same through a cursor kept on kv_rev: LMDB skips the descent from the root when the
+ * revision is on the page the cursor already sits on, which is the common case when a
+ * range reads keys written together. */
+static int load_rec_c(kv_store *s, MDB_cursor *c, kv_rev_t main, kv_rev_t sub, rec *r)
+{
+    uint8_t kb[16];
+    rev_key(kb, main, sub);
+    MDB_val k = {16, kb}, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+    if (rc)
+        return rc == MDB_NOTFOUND
+                   ? kv_seterr(s, KV_ECORRUPT, "kv: revision %lld.%lld missing", (long long)main,
+                               (long long)sub)
+                   : lmdb_err(s, rc, "read revision");
+    if (rec_decode(&k, &v, r))
+        return kv_seterr(s, KV_ECORRUPT, "kv: revision %lld.%lld does not decode",
+                         (long long)main, (long long)sub);
+    return 0;
+}
+
 /* Positions nothing in particular; returns the newest dup of the cursor's current key
  * that is <= at. The cursor must sit on the key. */
 static int latest_here(MDB_cursor *kc, MDB_val *k, kv_rev_t at, kv_rev_t *main, kv_rev_t *sub,
@@ -516,7 +536,7 @@ typedef struct rangectx {
     int64_t count;
     Mvccpb__KeyValue **kvs;
     size_t n, cap;
-    size_t *order;
+    MDB_cursor *revc;
 } rangectx;
 
 static int range_visit(void *arg, MDB_txn *txn, const uint8_t *k, size_t kl, kv_rev_t main,
@@ -531,8 +551,10 @@ static int range_visit(void *arg, MDB_txn *txn, const uint8_t *k, size_t kl, kv_
     if (!rc->fetch_all && rc->r->limit > 0 && (int64_t)rc->n >= rc->r->limit + 1)
         return 0;
     rec r;
-    int err = load_rec(rc->s, txn, main, sub, &r);
-    if (err)
+    int err;
+    if (!rc->revc && (err = mdb_cursor_open(txn, rc->s->dbi_rev, &rc->revc)))
+        return lmdb_err(rc->s, err, "range cursor");
+    if ((err = load_rec_c(rc->s, rc->revc, main, sub, &r)))
         return err;
     if (rc->n == rc->cap) {
         size_t nc = rc->cap ? rc->cap * 2 : 16;
@@ -594,6 +616,8 @@ int mvcc_range(kv_store *s, MDB_txn *txn, const Etcdserverpb__RangeRequest *r, k
                    r->max_create_revision;
     int err = scan_keys(s, txn, r->key.data, r->key.len, r->range_end.data, r->range_end.len,
                         at, range_visit, &rc);
+    if (rc.revc)
+        mdb_cursor_close(rc.revc);
     if (err) {
         free(rc.kvs);
         return err;
