@@ -132,6 +132,7 @@ int sched_controller_main(int argc, char **argv)
     sched_log("%s starting (endpoints %s, lease ttl %d s, eviction timeout %d ms)", c.name,
               c.endpoints, c.lease_ttl, x.eviction_timeout_ms);
     bool was_leader = false;
+    int lists = 0;
     int64_t next_resync = 0;
     while (!sched_stopping()) {
         bool leader = sched_election_step(x.el);
@@ -142,6 +143,11 @@ int sched_controller_main(int argc, char **argv)
             json_object_clear(x.node_seen);
         }
         int changed = sched_informer_poll(x.inf, leader ? 20 : 100);
+        if (sched_informer_lists(x.inf) != lists) {
+            lists = sched_informer_lists(x.inf);
+            sched_log("cache listed at revision %lld%s", (long long)sched_informer_rev(x.inf),
+                      lists > 1 ? " (relist: the watch fell behind a compaction)" : "");
+        }
         if (!leader || !sched_informer_synced(x.inf)) continue;
         /* never act on a cache that does not yet show our own last write */
         if (sched_informer_rev(x.inf) < sched_store_last_write_rev(x.s)) continue;

@@ -487,7 +487,7 @@ int sched_ctl_main(int argc, char **argv)
     char err[512];
     struct sched_store_opts o = {.endpoints = c.endpoints, .ca_file = c.cacert,
                                  .cert_file = c.cert, .key_file = c.key,
-                                 .timeout_ms = c.timeout_ms};
+                                 .timeout_ms = c.timeout_ms, .retry_ms = 10000};
     if (sched_store_open(&o, &c.s, err, sizeof(err))) {
         fprintf(stderr, "kube: %s\n", err);
         return 1;

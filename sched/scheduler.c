@@ -270,6 +270,7 @@ int sched_scheduler_main(int argc, char **argv)
     sched_signals_install();
     sched_log("%s starting (endpoints %s, lease ttl %d s)", c.name, c.endpoints, c.lease_ttl);
     bool was_leader = false;
+    int lists = 0;
     int64_t last_stats = sched_now_ms();
     while (!sched_stopping()) {
         bool leader = sched_election_step(sc.el);
@@ -278,6 +279,11 @@ int sched_scheduler_main(int argc, char **argv)
             was_leader = leader;
         }
         int rc = sched_informer_poll(sc.inf, leader ? 20 : 100);
+        if (sched_informer_lists(sc.inf) != lists) {
+            lists = sched_informer_lists(sc.inf);
+            sched_log("cache listed at revision %lld%s", (long long)sched_informer_rev(sc.inf),
+                      lists > 1 ? " (relist: the watch fell behind a compaction)" : "");
+        }
         if (rc < 0 && c.verbose) sched_log("cache: %s", sched_store_errmsg(sc.s));
         if (leader && sched_informer_synced(sc.inf) &&
             sched_informer_rev(sc.inf) >= sched_store_last_write_rev(sc.s))

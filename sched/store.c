@@ -17,6 +17,7 @@ struct sched_store {
     struct net_grpc_client *c;
     struct net_grpc_stream *ka;  /* LeaseKeepAlive stream, opened on first use */
     int timeout_ms;
+    int retry_ms;
     int64_t last_write_rev;
     char err[768];
 };
@@ -49,6 +50,7 @@ int sched_store_open(const struct sched_store_opts *o, struct sched_store **out,
     struct sched_store *s = calloc(1, sizeof(*s));
     if (!s) return SCHED_ENOMEM;
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 3000;
+    s->retry_ms = o->retry_ms > 0 ? o->retry_ms : 0;
     struct net_grpc_client_opts co = {
         .endpoints = o->endpoints,
         .ca_file = o->ca_file,
@@ -117,8 +119,18 @@ static int call(struct sched_store *s, const char *method, const ProtobufCMessag
                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp, const char *what)
 {
     struct net_grpc_status st = {0};
-    int code = net_grpc_unary(s->c, method, req, desc, resp, &st, s->timeout_ms);
-    if (code == NET_GRPC_OK) return 0;
+    int64_t give_up = sched_now_ms() + s->retry_ms;
+    int code;
+    for (;;) {
+        code = net_grpc_unary(s->c, method, req, desc, resp, &st, s->timeout_ms);
+        if (code == NET_GRPC_OK) return 0;
+        /* no endpoint reachable, no leader, leader changed, timed out: all pass once a
+         * member is elected; only what the caller allowed is spent waiting for that */
+        bool transient = code == NET_GRPC_UNAVAILABLE || code == NET_GRPC_DEADLINE_EXCEEDED;
+        if (!transient || sched_now_ms() + 200 > give_up) break;
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     seterr(s, "%s: %s: %s", what, net_grpc_code_name(code), st.message);
     if (strstr(st.message, "compacted")) return SCHED_ECOMPACTED;
     if (strstr(st.message, "requested lease not found")) return SCHED_ENOTFOUND;

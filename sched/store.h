@@ -21,6 +21,11 @@ struct sched_store_opts {
     const char *cert_file;  /* TLS client certificate (optional) */
     const char *key_file;
     int timeout_ms;         /* per request; 0 means 3000 */
+    int retry_ms;           /* keep retrying a request that failed UNAVAILABLE or
+                             * DEADLINE_EXCEEDED (no leader, member down) for this long;
+                             * 0: fail at once (the daemons retry in their loops). A
+                             * retried conditional write that had in fact been applied
+                             * then reports SCHED_EEXIST / SCHED_ECONFLICT. */
 };
 
 /* Opens a store handle (nothing is dialed until the first request). Returns 0 and the
