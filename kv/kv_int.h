@@ -127,6 +127,7 @@ struct kv_watcher {
     bool compact_sent;
     bool canceled;
     int64_t last_ms;      /* last delivery (progress notifications) */
+    uint64_t round;       /* catch-up round in which it last had a batch */
 };
 
 struct kv_store {
@@ -176,6 +177,7 @@ struct kv_store {
     ev_batch *pending, *pending_tail;
     bool in_notify;
     bool need_reap;
+    uint64_t round;       /* catch-up round (fairness between unsynced watchers) */
 };
 
 struct kv_wtxn {

@@ -469,13 +469,27 @@ size_t kv_watch_notify(kv_store *s)
         fan_out(s, b);
         batch_free(b);
     }
+    /* Catch-up batches, fairly: each waiting watcher gets one per round (the round
+     * number advances once every waiting watcher has had its batch). */
     int budget = CATCHUP_BUDGET;
-    for (struct kv_watcher *w = s->watchers; w && budget > 0; w = w->next) {
-        if (w->canceled || w->synced || w->blocked || w->compacted)
-            continue;
-        if (catch_up(s, w))
-            break; /* storage trouble: try again on the next call */
-        budget--;
+    bool trouble = false;
+    for (int pass = 0; pass < 2 && budget > 0 && !trouble; pass++) {
+        bool any = false;
+        for (struct kv_watcher *w = s->watchers; w && budget > 0; w = w->next) {
+            if (w->canceled || w->synced || w->blocked || w->compacted)
+                continue;
+            any = true;
+            if (w->round == s->round)
+                continue;
+            w->round = s->round;
+            if (catch_up(s, w)) {
+                trouble = true; /* storage trouble: try again on the next call */
+                break;
+            }
+            budget--;
+        }
+        if (budget > 0 && any)
+            s->round++;
     }
     size_t left = 0;
     for (struct kv_watcher *w = s->watchers; w; w = w->next)

@@ -303,6 +303,35 @@ static void test_stalled_catches_up(void **state)
     kvt_done(&t);
 }
 
+/* many watchers far behind share the catch-up work: none waits for the others */
+static void test_catch_up_fair(void **state)
+{
+    (void)state;
+    kvt t;
+    kvt_init(&t, "kv-watch7", NULL);
+    t.opt.watch_batch_events = 16;
+    kvt_reopen(&t);
+    for (int i = 0; i < 2000; i++) {
+        char k[16];
+        snprintf(k, 16, "k%d", i % 100);
+        assert_int_equal(kvt_put1(&t, k, "v"), 0);
+    }
+    owner o[20];
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < 20; i++)
+        watch(&t, &o[i], "k", "l", 2, false, false, false);
+    for (int i = 0; i < 10; i++)
+        kv_watch_notify(t.s);
+    for (int i = 0; i < 20; i++)
+        assert_true(o[i].n >= 48); /* 80 batches of 16 shared by 20 watchers */
+    drain(&t);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(o[i].n, 2000);
+        free(o[i].ev);
+    }
+    kvt_done(&t);
+}
+
 static void test_progress(void **state)
 {
     (void)state;
@@ -458,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_filters_and_deletes),
         cmocka_unit_test(test_compacted),
         cmocka_unit_test(test_stalled_catches_up),
+        cmocka_unit_test(test_catch_up_fair),
         cmocka_unit_test(test_progress),
         cmocka_unit_test(test_random_watchers),
     };
