@@ -17,8 +17,30 @@ static void batch_free(ev_batch *b)
     free(b);
 }
 
+/* Events kept for fan-out across commits that kv_watch_notify has not seen yet. Past
+ * this the batches forget their events and watchers read them from the store instead. */
+#define MAX_PENDING_EVENTS 200000
+
+static void forget_events(ev_batch *b)
+{
+    arena_free(b->arena);
+    b->arena = NULL;
+    free(b->evs);
+    b->evs = NULL;
+    b->n = b->cap = 0;
+    b->recorded = false;
+}
+
 void watch_commit(kv_store *s, ev_batch *b)
 {
+    size_t total = b->n;
+    for (ev_batch *p = s->pending; p; p = p->next)
+        total += p->n;
+    if (total > MAX_PENDING_EVENTS) {
+        for (ev_batch *p = s->pending; p; p = p->next)
+            forget_events(p);
+        forget_events(b);
+    }
     if (s->pending_tail)
         s->pending_tail->next = b;
     else

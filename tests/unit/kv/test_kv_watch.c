@@ -303,6 +303,37 @@ static void test_stalled_catches_up(void **state)
     kvt_done(&t);
 }
 
+/* a watcher created while a turn is open, after the turn's events were produced with no
+ * watcher around (so none were kept), still gets them: from the store */
+static void test_created_mid_turn(void **state)
+{
+    (void)state;
+    kvt t;
+    owner o = {0};
+    kvt_init(&t, "kv-watch8", NULL);
+    Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+    p.key = kvt_b("m");
+    p.value = kvt_b("1");
+    Plinthpb__Request req = PLINTHPB__REQUEST__INIT;
+    req.request_case = PLINTHPB__REQUEST__REQUEST_PUT;
+    req.put = &p;
+    kv_wtxn *w;
+    kv_result r;
+    assert_int_equal(kv_wtxn_begin(t.s, &w), 0);
+    assert_int_equal(kv_apply(w, ++t.index, 1, &req, &r), 0); /* revision 2 */
+    kv_result_free(&r);
+    watch(&t, &o, "m", NULL, 2, false, false, false);
+    assert_int_equal(kv_wtxn_commit(w), 0);
+    drain(&t);
+    assert_int_equal(o.n, 1);
+    assert_int_equal(o.ev[0].rev, 2);
+    assert_int_equal(kvt_put1(&t, "m", "2"), 0);
+    kv_watch_notify(t.s);
+    assert_int_equal(o.n, 2);
+    free(o.ev);
+    kvt_done(&t);
+}
+
 /* many watchers far behind share the catch-up work: none waits for the others */
 static void test_catch_up_fair(void **state)
 {
@@ -488,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_compacted),
         cmocka_unit_test(test_stalled_catches_up),
         cmocka_unit_test(test_catch_up_fair),
+        cmocka_unit_test(test_created_mid_turn),
         cmocka_unit_test(test_progress),
         cmocka_unit_test(test_random_watchers),
     };
