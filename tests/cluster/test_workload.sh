@@ -210,6 +210,16 @@ sleep 2
 pending() { kube get pod huge -o yaml | grep -q 'phase: Pending' && kube get pod huge | grep -q '<none>'; }
 check "it stays Pending and unbound" pending
 
+# --- 6b. a cordoned node takes no new pods -------------------------------------------
+check "cordon n1" kube cordon n1
+cordoned() { kube get nodes | awk '$1 == "n1"' | grep -q SchedulingDisabled; }
+check "n1 shows SchedulingDisabled" cordoned
+kube run pinned --image plinth/sleep --requests cpu=50m -- sleep 3600 >/dev/null
+on_n2() { kube get pod pinned | awk 'NR == 2 { print $5 }' | grep -qx n2; }
+check "a new pod avoids the cordoned node (and the dead one)" wait_for 15 on_n2
+check "uncordon n1" kube uncordon n1
+kube delete pod pinned >/dev/null
+
 # --- 7. containers: exit codes and restart policies -----------------------------------
 kube run fail3 --image plinth/sh --restart Never -- sh -c 'echo hello; exit 3' >/dev/null
 failed3() { kube get pod fail3 -o json | grep -q '"exitCode": 3' && kube get pod fail3 | grep -q Failed; }

@@ -270,6 +270,42 @@ static void test_rollout_simulated(void **state)
     }
 }
 
+/* Fixed scenarios of the rolling-update step. */
+static void test_rollout_cases(void **state)
+{
+    (void)state;
+    int64_t nout, oout[2];
+    /* a fresh deployment: the new ReplicaSet goes straight to replicas */
+    struct sched_rs_state fresh = {0, 0};
+    assert_true(sched_rollout_step(5, 1, 1, fresh, NULL, 0, &nout, oout));
+    assert_int_equal(nout, 5);
+    /* scaling down without a rollout */
+    struct sched_rs_state big = {5, 5};
+    assert_true(sched_rollout_step(3, 1, 1, big, NULL, 0, &nout, oout));
+    assert_int_equal(nout, 3);
+    /* steady state: nothing to do */
+    struct sched_rs_state done = {3, 3};
+    assert_false(sched_rollout_step(3, 1, 1, done, NULL, 0, &nout, oout));
+    /* surge only (maxUnavailable 0): one new pod first, no old pod goes before it is ready */
+    struct sched_rs_state n0 = {0, 0}, old[1] = {{4, 4}};
+    assert_true(sched_rollout_step(4, 1, 0, n0, old, 1, &nout, oout));
+    assert_int_equal(nout, 1);
+    assert_int_equal(oout[0], 4);
+    struct sched_rs_state n1 = {1, 1};
+    assert_true(sched_rollout_step(4, 1, 0, n1, old, 1, &nout, oout));
+    assert_int_equal(oout[0], 3);
+    /* unavailable only (maxSurge 0): old pods go first, within the budget */
+    assert_true(sched_rollout_step(4, 0, 2, n0, old, 1, &nout, oout));
+    assert_int_equal(nout, 0);
+    assert_int_equal(oout[0], 2);
+    /* old pods that are not ready are removed at once: they cost no availability */
+    struct sched_rs_state sick[2] = {{3, 1}, {1, 1}};
+    struct sched_rs_state n2 = {2, 2};
+    assert_true(sched_rollout_step(6, 0, 0, n2, sick, 2, &nout, oout));
+    assert_int_equal(oout[0], 1);
+    assert_int_equal(oout[1], 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_never_overcommits),
         cmocka_unit_test(test_int_or_percent),
         cmocka_unit_test(test_rollout_simulated),
+        cmocka_unit_test(test_rollout_cases),
     };
     return PLINTH_RUN_TESTS("sched/algo", tests);
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sched/ctrl.h"
 #include "sched/objects.h"
 #include "tests/lib/testlib.h"
 
@@ -240,6 +241,31 @@ static void test_conditions_and_labels(void **state)
     json_decref(empty);
 }
 
+/* A ReplicaSet's name comes from its template: equal templates (in any key order) give
+ * the same hash, the hash label itself does not count, any real change does. */
+static void test_template_hash(void **state)
+{
+    (void)state;
+    char h1[11], h2[11], h3[11], h4[11];
+    json_t *a = json_loads("{\"metadata\":{\"labels\":{\"app\":\"w\"}},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i:1\"}]}}", 0, NULL);
+    json_t *b = json_loads("{\"spec\":{\"containers\":[{\"image\":\"i:1\",\"name\":\"c\"}]},\"metadata\":{\"labels\":{\"app\":\"w\",\"pod-template-hash\":\"x\"}}}", 0, NULL);
+    json_t *c = json_loads("{\"metadata\":{\"labels\":{\"app\":\"w\"}},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i:2\"}]}}", 0, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    ctrl_template_hash(a, h1);
+    ctrl_template_hash(b, h2);
+    ctrl_template_hash(c, h3);
+    ctrl_template_hash(a, h4);
+    assert_int_equal(strlen(h1), 10);
+    assert_string_equal(h1, h2);
+    assert_string_equal(h1, h4);
+    assert_string_not_equal(h1, h3);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_multi_documents),
         cmocka_unit_test(test_yaml_round_trip),
         cmocka_unit_test(test_conditions_and_labels),
+        cmocka_unit_test(test_template_hash),
     };
     return PLINTH_RUN_TESTS("sched/objects", tests);
 }
