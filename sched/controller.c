@@ -20,6 +20,7 @@ int ctrl_wrote(struct ctrl *x, int rc, const char *what, const char *key)
         if (x->c->verbose) sched_log("%s %s", what, key);
     } else if (rc != SCHED_ECONFLICT && rc != SCHED_ENOTFOUND && rc != SCHED_EEXIST) {
         x->errors++;
+        if (rc == SCHED_ESTORE) x->uncertain = true;
         sched_log("%s %s: %s", what, key, sched_store_errmsg(x->s));
     }
     return rc;
@@ -141,6 +142,10 @@ int sched_controller_main(int argc, char **argv)
             was_leader = leader;
             x.leading_since = sched_now_ms();
             json_object_clear(x.node_seen);
+        }
+        if (x.uncertain) {
+            sched_informer_resync(x.inf);
+            x.uncertain = false;
         }
         int changed = sched_informer_poll(x.inf, leader ? 20 : 100);
         if (sched_informer_lists(x.inf) != lists) {

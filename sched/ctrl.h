@@ -23,6 +23,7 @@ struct ctrl {
     json_t *node_seen;        /* node name -> [not_ready_since_ms or 0] (local clock) */
     int64_t leading_since;
     long writes, errors;
+    bool uncertain;           /* a write's outcome is unknown: relist before acting again */
 };
 
 /* The fence for a write now, or NULL when leadership is gone (callers then stop). */

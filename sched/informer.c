@@ -178,9 +178,14 @@ int sched_informer_poll(struct sched_informer *inf, int timeout_ms)
     return changed;
 }
 
+void sched_informer_resync(struct sched_informer *inf)
+{
+    inf->must_list = true;
+}
+
 bool sched_informer_synced(const struct sched_informer *inf)
 {
-    return inf->synced;
+    return inf->synced && !inf->must_list;
 }
 
 int64_t sched_informer_rev(const struct sched_informer *inf)

@@ -31,7 +31,13 @@ void sched_informer_free(struct sched_informer *inf);
  * (the cache keeps its last state; the next poll retries). */
 int sched_informer_poll(struct sched_informer *inf, int timeout_ms);
 
-/* True once the first list succeeded. */
+/* Makes the next poll relist (read everything at the latest revision). Callers use it
+ * after a write whose outcome is unknown (the answer was lost): a fresh list shows it,
+ * while waiting for its watch event could take forever if it never happened. */
+void sched_informer_resync(struct sched_informer *inf);
+
+/* True when the cache may be acted on: a list succeeded and no relist is pending (after a
+ * compaction or sched_informer_resync the cache is stale until the relist succeeds). */
 bool sched_informer_synced(const struct sched_informer *inf);
 /* The store revision the cache reflects. */
 int64_t sched_informer_rev(const struct sched_informer *inf);

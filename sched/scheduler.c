@@ -27,6 +27,7 @@ struct scheduler {
     json_t *backoff;   /* pod key -> [next_try_ms, delay_ms, uid] */
     uint64_t tiebreak;
     long binds, unschedulable, conflicts;
+    bool uncertain; /* a write's outcome is unknown: relist before the next pass */
 };
 
 static int cmp_pending(const void *a, const void *b)
@@ -187,8 +188,11 @@ static bool bind_batch(struct scheduler *sc, struct pending *pend, size_t n,
             if (rc == SCHED_ECONFLICT || rc == SCHED_ENOTFOUND) {
                 /* the pod changed or went away since the cache saw it: the watch brings it */
                 sc->conflicts++;
-            } else if (go_on) {
-                sched_log("bind %s: %s", d[i].p->key, sched_store_errmsg(sc->s));
+            } else {
+                /* a lost answer may hide a bind that happened: its pod must be counted on
+                 * its node before anything else goes there */
+                if (rc == SCHED_ESTORE) sc->uncertain = true;
+                if (go_on) sched_log("bind %s: %s", d[i].p->key, sched_store_errmsg(sc->s));
                 go_on = false;
             }
         }
@@ -288,6 +292,10 @@ int sched_scheduler_main(int argc, char **argv)
         if (leader && sched_informer_synced(sc.inf) &&
             sched_informer_rev(sc.inf) >= sched_store_last_write_rev(sc.s))
             schedule_pass(&sc);
+        if (sc.uncertain) {
+            sched_informer_resync(sc.inf);
+            sc.uncertain = false;
+        }
         if (c.verbose && sched_now_ms() - last_stats > 5000) {
             sched_log("binds %ld unschedulable %ld conflicts %ld", sc.binds, sc.unschedulable,
                       sc.conflicts);
