@@ -33,7 +33,7 @@ STOP=$CL_DIR/histclient.stop
 "$CL_TOOLS/histclient" --endpoints-file "$CL_DIR/endpoints" --cacert "$C/ca.pem" \
     --cert "$C/client.pem" --key "$C/client-key.pem" --clients "${HC_CLIENTS:-5}" --keys 3 \
     --prefix "lin-" --duration 200 --max-ops 20000 --op-timeout 1500 --think "${HC_THINK:-20}" \
-    --stop-file "$STOP" --tag h --out "$HIST" >"$CL_DIR/histclient.out" 2>&1 &
+    --cas "${HC_CAS:-on}" --stop-file "$STOP" --tag h --out "$HIST" >"$CL_DIR/histclient.out" 2>&1 &
 HC_PID=$!
 CL_PIDS+=("$HC_PID")
 sleep 2

@@ -40,7 +40,7 @@ STOP=$CL_DIR/histclient.stop
 "$CL_TOOLS/histclient" --endpoints-file "$CL_DIR/endpoints" --cacert "$C/ca.pem" \
     --cert "$C/client.pem" --key "$C/client-key.pem" --clients "${HC_CLIENTS:-6}" --keys 4 \
     --prefix "lin5-" --duration 200 --max-ops 30000 --op-timeout 1500 --think "${HC_THINK:-20}" \
-    --stop-file "$STOP" --tag h5 --out "$HIST" >"$CL_DIR/histclient.out" 2>&1 &
+    --cas "${HC_CAS:-on}" --stop-file "$STOP" --tag h5 --out "$HIST" >"$CL_DIR/histclient.out" 2>&1 &
 HC_PID=$!
 CL_PIDS+=("$HC_PID")
 sleep 2

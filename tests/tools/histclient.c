@@ -2,7 +2,7 @@
 /*
  * Usage: histclient --endpoints URL[,URL...] | --endpoints-file FILE
  *                   [--cacert F --cert F --key F] [--clients N] [--keys K] [--prefix P]
- *                   [--duration S] [--max-ops M] [--op-timeout MS] [--think MS] [--etcdctl PATH]
+ *                   [--duration S] [--max-ops M] [--op-timeout MS] [--think MS] [--etcdctl PATH] [--cas on]
  *                   [--stop-file F] [--tag T] --out HISTORY
  *
  * N client threads each loop until the duration, the op budget or the stop file ends
@@ -14,6 +14,9 @@
  * deadline, or with --etcdctl PATH one etcdctl process; on any error the client moves to
  * the next endpoint (re-reading --endpoints-file, which a test rewrites as members come
  * and go).
+ * With --cas on, 3 ops in 10 are a compare-and-swap through Txn (compare the value, or
+ * absence, the client last saw; put a new unique value on success), recorded "ok" when it
+ * swapped and "fail" when the compare was false.
  * A put that fails or times out is recorded with outcome "unknown": it may or may not have
  * taken effect. A failed get is recorded as unknown too (lincheck ignores it).
  * At the end it prints a summary line: "histclient: puts ok=.. unknown=.. gets ok=.. failed=..".
@@ -51,6 +54,7 @@ static struct {
     char tag[32];
     int clients, keys, op_timeout_ms, think_ms;
     int use_etcdctl;                 /* --etcdctl PATH: run etcdctl per op instead of gRPC */
+    int use_cas;                     /* --cas: also compare-and-swap through Txn */
     double duration;
     long max_ops;
 } cfg = {.clients = 4, .keys = 3, .op_timeout_ms = 2000, .duration = 10, .max_ops = 100000,
@@ -59,7 +63,7 @@ static struct {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static FILE *out;
 static long ops_started;
-static long n_put_ok, n_put_unknown, n_get_ok, n_get_fail;
+static long n_put_ok, n_put_unknown, n_get_ok, n_get_fail, n_cas_done, n_cas_unknown;
 static int64_t t_end;
 
 static int64_t now_ns(void)
@@ -319,12 +323,58 @@ static int do_get(struct client *cl, const char *key, char *val, size_t vallen)
     return ok;
 }
 
+/* cas through Txn: if KEY holds OLD ("-": absent) put NEW. Returns 1 swapped, 0 compared
+ * false, -1 unknown outcome. */
+static int do_cas(struct client *cl, const char *key, const char *old, const char *val)
+{
+    struct net_grpc_client *g = client_grpc(cl);
+    if (!g)
+        return -1;
+    Etcdserverpb__Compare cmp = ETCDSERVERPB__COMPARE__INIT;
+    cmp.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
+    cmp.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+    if (strcmp(old, "-") == 0) {
+        cmp.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE;
+        cmp.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION;
+        cmp.create_revision = 0;
+    } else {
+        cmp.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE;
+        cmp.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE;
+        cmp.value = (ProtobufCBinaryData){strlen(old), (uint8_t *)old};
+    }
+    Etcdserverpb__PutRequest put = ETCDSERVERPB__PUT_REQUEST__INIT;
+    put.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+    put.value = (ProtobufCBinaryData){strlen(val), (uint8_t *)val};
+    Etcdserverpb__RequestOp op = ETCDSERVERPB__REQUEST_OP__INIT;
+    op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+    op.request_put = &put;
+    Etcdserverpb__Compare *cmps[1] = {&cmp};
+    Etcdserverpb__RequestOp *ops[1] = {&op};
+    Etcdserverpb__TxnRequest req = ETCDSERVERPB__TXN_REQUEST__INIT;
+    req.n_compare = 1;
+    req.compare = cmps;
+    req.n_success = 1;
+    req.success = ops;
+    ProtobufCMessage *resp = NULL;
+    struct net_grpc_status st;
+    int code = net_grpc_unary(g, "/etcdserverpb.KV/Txn", &req.base,
+                              &etcdserverpb__txn_response__descriptor, &resp, &st, cfg.op_timeout_ms);
+    if (code != NET_GRPC_OK || !resp)
+        return -1;
+    int swapped = ((Etcdserverpb__TxnResponse *)resp)->succeeded ? 1 : 0;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return swapped;
+}
+
 static void *client_main(void *arg)
 {
     struct client cl = {.id = (int)(intptr_t)arg};
     unsigned seed = (unsigned)(now_ns() ^ (cl.id * 7919));
     int seq = 0;
     char line[8192];
+    char seen[64][64];   /* per key: the last value this client saw or wrote ("-": none) */
+    for (int k = 0; k < 64; k++)
+        snprintf(seen[k], sizeof(seen[k]), "-");
     cl.ep = cl.id;
     while (!should_stop()) {
         cl.neps = current_endpoints(cl.eps);
@@ -332,14 +382,34 @@ static void *client_main(void *arg)
             break;
         char key[128], val[64], got[1024];
         int id = cl.id;
-        snprintf(key, sizeof(key), "%s%d", cfg.prefix, rand_r(&seed) % cfg.keys);
-        int is_put = rand_r(&seed) % 2;
+        int k = rand_r(&seed) % cfg.keys;
+        snprintf(key, sizeof(key), "%s%d", cfg.prefix, k);
+        int dice = rand_r(&seed) % 10;
+        int is_put = cfg.use_cas ? dice < 3 : dice < 5;
+        int is_cas = cfg.use_cas && dice >= 7;
         int64_t inv = now_ns(), ret;
         int ok;
-        if (is_put) {
+        if (is_cas) {
+            char old[64];
+            snprintf(old, sizeof(old), "%s", seen[k]);
+            snprintf(val, sizeof(val), "%sc%d-%d", cfg.tag, id, ++seq);
+            int r = do_cas(&cl, key, old, val);
+            ret = now_ns();
+            ok = r >= 0;
+            if (r > 0)
+                snprintf(seen[k], sizeof(seen[k]), "%s", val);
+            if (ok)
+                snprintf(line, sizeof(line), "%sc%d cas %s %s->%s %" PRId64 " %" PRId64 " %s\n",
+                         cfg.tag, id, key, old, val, inv, ret, r ? "ok" : "fail");
+            else
+                snprintf(line, sizeof(line), "%sc%d cas %s %s->%s %" PRId64 " - unknown\n",
+                         cfg.tag, id, key, old, val, inv);
+        } else if (is_put) {
             snprintf(val, sizeof(val), "%sc%d-%d", cfg.tag, id, ++seq);
             ok = do_put(&cl, key, val);
             ret = now_ns();
+            if (ok)
+                snprintf(seen[k], sizeof(seen[k]), "%s", val);
             if (ok)
                 snprintf(line, sizeof(line), "%sc%d put %s %s %" PRId64 " %" PRId64 " ok\n",
                          cfg.tag, id, key, val, inv, ret);
@@ -349,6 +419,8 @@ static void *client_main(void *arg)
         } else {
             ok = do_get(&cl, key, got, sizeof(got));
             ret = now_ns();
+            if (ok && strlen(got) < sizeof(seen[k]))
+                snprintf(seen[k], sizeof(seen[k]), "%s", got);
             if (ok)
                 snprintf(line, sizeof(line), "%sc%d get %s - %" PRId64 " %" PRId64 " %s\n",
                          cfg.tag, id, key, inv, ret, got);
@@ -358,7 +430,9 @@ static void *client_main(void *arg)
         }
         record(line);
         pthread_mutex_lock(&mu);
-        if (is_put)
+        if (is_cas)
+            ok ? n_cas_done++ : n_cas_unknown++;
+        else if (is_put)
             ok ? n_put_ok++ : n_put_unknown++;
         else
             ok ? n_get_ok++ : n_get_fail++;
@@ -383,7 +457,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: histclient --endpoints URLS | --endpoints-file F [--cacert F --cert F --key F]\n"
             "       [--clients N] [--keys K] [--prefix P] [--duration S] [--max-ops M]\n"
-            "       [--op-timeout MS] [--think MS] [--etcdctl PATH] [--stop-file F] [--tag T] --out HISTORY\n");
+            "       [--op-timeout MS] [--think MS] [--etcdctl PATH] [--cas on|off] [--stop-file F] [--tag T] --out HISTORY\n");
     exit(2);
 }
 
@@ -416,6 +490,8 @@ int main(int argc, char **argv)
             cfg.max_ops = atol(v);
         else if (strcmp(a, "--op-timeout") == 0)
             cfg.op_timeout_ms = atoi(v);
+        else if (strcmp(a, "--cas") == 0 && (strcmp(v, "on") == 0 || strcmp(v, "off") == 0))
+            cfg.use_cas = strcmp(v, "on") == 0;
         else if (strcmp(a, "--think") == 0)
             cfg.think_ms = atoi(v);
         else if (strcmp(a, "--etcdctl") == 0)
@@ -439,6 +515,12 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (cfg.use_cas && cfg.use_etcdctl) {
+        fprintf(stderr, "histclient: --cas needs the gRPC client (not --etcdctl)\n");
+        return 2;
+    }
+    if (cfg.keys > 64)
+        usage();
     if ((cfg.neps == 0 && !cfg.eps_file) || !cfg.out_path || cfg.clients < 1 || cfg.clients > 64 ||
         cfg.keys < 1 || cfg.duration <= 0 || cfg.op_timeout_ms < 50 || cfg.max_ops < 1)
         usage();
@@ -455,7 +537,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < cfg.clients; i++)
         pthread_join(th[i], NULL);
     fclose(out);
-    printf("histclient: puts ok=%ld unknown=%ld gets ok=%ld failed=%ld\n", n_put_ok, n_put_unknown,
-           n_get_ok, n_get_fail);
+    printf("histclient: puts ok=%ld unknown=%ld gets ok=%ld failed=%ld cas done=%ld unknown=%ld\n",
+           n_put_ok, n_put_unknown, n_get_ok, n_get_fail, n_cas_done, n_cas_unknown);
     return 0;
 }

@@ -265,7 +265,7 @@ struct lc_entry {
 
 struct lc_memo {   /* set of (bitmap, state) seen, open addressing on a Zobrist hash */
     uint64_t *hash;
-    int *state;
+    int64_t *state;   /* register value and pending requirement, see check_key */
     uint64_t *bits;   /* nslots * words */
     char *used;
     size_t nslots, count;
@@ -295,7 +295,7 @@ static int memo_init(struct lc_memo *m, int words, size_t slots)
     m->words = words;
     m->nslots = slots;
     m->hash = calloc(slots, sizeof(uint64_t));
-    m->state = calloc(slots, sizeof(int));
+    m->state = calloc(slots, sizeof(int64_t));
     m->bits = calloc(slots * (size_t)words, sizeof(uint64_t));
     m->used = calloc(slots, 1);
     return (m->hash && m->state && m->bits && m->used) ? 0 : -1;
@@ -309,7 +309,7 @@ static void memo_free(struct lc_memo *m)
     free(m->used);
 }
 
-static int memo_insert(struct lc_memo *m, uint64_t h, const uint64_t *bits, int state);
+static int memo_insert(struct lc_memo *m, uint64_t h, const uint64_t *bits, int64_t state);
 
 static int memo_grow(struct lc_memo *m)
 {
@@ -327,11 +327,11 @@ static int memo_grow(struct lc_memo *m)
 }
 
 /* Returns 1 if inserted, 0 if already present, -1 out of memory. */
-static int memo_insert(struct lc_memo *m, uint64_t h, const uint64_t *bits, int state)
+static int memo_insert(struct lc_memo *m, uint64_t h, const uint64_t *bits, int64_t state)
 {
     if ((m->count + 1) * 2 > m->nslots && memo_grow(m) < 0)
         return -1;
-    uint64_t hh = h ^ ((uint64_t)(uint32_t)state * 0x9e3779b97f4a7c15ULL);
+    uint64_t hh = h ^ ((uint64_t)state * 0x9e3779b97f4a7c15ULL);
     size_t i = hh & (m->nslots - 1);
     size_t wbytes = sizeof(uint64_t) * (size_t)m->words;
     while (m->used[i]) {
@@ -372,6 +372,33 @@ static int model_step(const struct lc_op *op, int s, int *next)
     }
     return 0;
 }
+
+/*
+ * An op whose outcome is unknown never has to take effect, and taking effect is useful
+ * only where something depends on it. So the search places such an op only where it
+ * changes the register and the very next op "needs" the change: a get or cas reading the
+ * new value, an unknown cas swapping from it, or a failed cas whose expected value the
+ * change moved away from. Any linearization can be rearranged into this form (move each
+ * unknown op later, up to its first such reader, or drop it), and it spares the search
+ * the countless places a timed-out write could go. The random test checks it against
+ * brute force. prev is the register before the unknown op, cur after it.
+ */
+static int needs(const struct lc_op *op, int prev, int cur)
+{
+    switch (op->kind) {
+    case LC_GET:
+        return op->result == cur;
+    case LC_PUT:
+        return 0;
+    case LC_CAS:
+        if (op->outcome == LC_FAIL)
+            return op->arg == prev;
+        return op->arg == cur;
+    }
+    return 0;
+}
+
+#define NO_REQ (-2)
 
 static int cmp_entry(const void *a, const void *b)
 {
@@ -417,7 +444,7 @@ static void check_key(const struct lc_op *ops, int n, uint64_t budget, struct lc
     struct lc_entry *e = calloc((size_t)2 * n + 1, sizeof(*e));
     uint64_t *bits = calloc((size_t)words, sizeof(uint64_t));
     uint64_t *zob = calloc((size_t)n + 1, sizeof(uint64_t));
-    struct { int entry, state; } *stack = calloc((size_t)n + 1, sizeof(*stack));
+    struct { int entry, state, req; } *stack = calloc((size_t)n + 1, sizeof(*stack));
     res->best_prefix = calloc((size_t)n + 1, sizeof(int));
     struct lc_memo memo;
     int memo_ok = memo_init(&memo, words, 1024) == 0;
@@ -451,10 +478,14 @@ static void check_key(const struct lc_op *ops, int n, uint64_t budget, struct lc
     e[head].next = n ? 0 : -1;
     e[head].prev = -1;
 
-    int state = LC_ABSENT, depth = 0;
+    /* req: NO_REQ, or the register before an unknown op just placed, whose successor must
+     * need it (see needs()). */
+    int state = LC_ABSENT, depth = 0, req = NO_REQ, finite_left = 0;
+    for (int i = 0; i < n; i++)
+        finite_left += ops[i].ret != LC_INF;
     uint64_t h = 0;
     int cur = e[head].next;
-    while (e[head].next >= 0) {
+    while (finite_left > 0) {
         if (++res->states > budget)
             goto out;
         if (cur < 0) /* cannot happen: a return entry always ends the list */
@@ -462,17 +493,24 @@ static void check_key(const struct lc_op *ops, int n, uint64_t budget, struct lc
         if (e[cur].is_call) {
             const struct lc_op *op = &ops[e[cur].op];
             int next;
-            if (model_step(op, state, &next)) {
+            int unknown = op->outcome == LC_UNKNOWN;
+            if ((req == NO_REQ || needs(op, req, state)) && model_step(op, state, &next) &&
+                (!unknown || next != state)) {
                 int o = e[cur].op;
+                int next_req = unknown ? state : NO_REQ;
                 bits[o / 64] |= 1ULL << (o % 64);
-                int ins = memo_insert(&memo, h ^ zob[o], bits, next);
+                int64_t key = (int64_t)(uint32_t)next << 32 | (uint32_t)next_req;
+                int ins = memo_insert(&memo, h ^ zob[o], bits, key);
                 if (ins < 0)
                     goto out;
                 if (ins) {
                     stack[depth].entry = cur;
                     stack[depth].state = state;
+                    stack[depth].req = req;
                     depth++;
                     state = next;
+                    req = next_req;
+                    finite_left -= op->ret != LC_INF;
                     h ^= zob[o];
                     lift(e, cur);
                     cur = e[head].next;
@@ -497,6 +535,8 @@ static void check_key(const struct lc_op *ops, int n, uint64_t budget, struct lc
             depth--;
             int ce = stack[depth].entry, o = e[ce].op;
             state = stack[depth].state;
+            req = stack[depth].req;
+            finite_left += ops[o].ret != LC_INF;
             bits[o / 64] &= ~(1ULL << (o % 64));
             h ^= zob[o];
             unlift(e, ce);

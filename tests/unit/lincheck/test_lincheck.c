@@ -202,6 +202,125 @@ static void test_many_concurrent_unknowns(void **st)
     free(buf);
 }
 
+static void test_unknowns_with_failed_cas_fast(void **st)
+{
+    (void)st;
+    /* Timed-out writes and cas mixed with failed cas (which could depend on any of them):
+     * the search must not try every place every timed-out write could go. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fprintf(f, "c0 put x v0 0 10 ok\n");
+    int64_t t = 20;
+    for (int round = 0; round < 30; round++) {
+        for (int i = 0; i < 4; i++)
+            fprintf(f, "u%d put x r%dv%d %" PRId64 " - unknown\n", i, round, i, t + i);
+        fprintf(f, "u9 cas x r%dv1->r%dw %" PRId64 " - unknown\n", round, round, t + 4);
+        fprintf(f, "c1 cas x v0->z%d %" PRId64 " %" PRId64 " fail\n", round, t + 5, t + 30);
+        fprintf(f, "c2 get x - %" PRId64 " %" PRId64 " r%dv2\n", t + 40, t + 50, round);
+        fprintf(f, "c3 cas x r%dv2->r%dz %" PRId64 " %" PRId64 " ok\n", round, round, t + 60, t + 70);
+        fprintf(f, "c2 get x - %" PRId64 " %" PRId64 " r%dz\n", t + 80, t + 90, round);
+        t += 100;
+    }
+    fclose(f);
+    assert_int_equal(check(buf), 0);
+    free(buf);
+}
+
+/* A long simulated run like histclient's: 6 clients, puts, gets and cas on one key, one
+ * op in 8 timing out (taking effect or not). Linearizable by construction; must be
+ * decided well within the search budget. */
+struct simop { int64_t inv, lin, ret; int client, kind, timeout, applied, seq; };
+
+static int cmp_lin(const void *a, const void *b)
+{
+    const struct simop *x = a, *y = b;
+    return x->lin < y->lin ? -1 : x->lin > y->lin;
+}
+
+static void test_long_simulated_run(void **st)
+{
+    (void)st;
+    enum { CLIENTS = 6, PER = 500 };
+    static struct simop ops[CLIENTS * PER];
+    uint64_t rng = 777;
+    int n = 0;
+    for (int c = 0; c < CLIENTS; c++) {
+        int64_t t = (int64_t)(splitmix(&rng) % 10);
+        for (int i = 0; i < PER; i++) {
+            struct simop *o = &ops[n++];
+            o->client = c;
+            o->seq = i;
+            o->inv = t + 1 + (int64_t)(splitmix(&rng) % 10);
+            /* Outages: in 4 windows of the run most ops time out; a timed-out op may
+             * take effect long after the client gave up on it (at 150). */
+            int64_t phase = o->inv % 2000;
+            int outage = phase >= 1000 && phase < 1400;
+            o->timeout = outage ? splitmix(&rng) % 10 < 8 : splitmix(&rng) % 20 == 0;
+            o->applied = !o->timeout || splitmix(&rng) % 2;
+            o->lin = o->inv + 1 + (int64_t)(splitmix(&rng) % (o->timeout ? 400 : 30));
+            o->ret = o->timeout ? o->inv + 150 : o->lin + 1 + (int64_t)(splitmix(&rng) % 30);
+            o->kind = (int)(splitmix(&rng) % 10);
+            t = o->ret;
+        }
+    }
+    /* Lin points are distinct enough; ties resolved by sort order are still valid. */
+    qsort(ops, (size_t)n, sizeof(ops[0]), cmp_lin);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    char state[32] = "-", seen[CLIENTS][32];
+    for (int c = 0; c < CLIENTS; c++)
+        snprintf(seen[c], sizeof(seen[c]), "-");
+    for (int i = 0; i < n; i++) {
+        const struct simop *o = &ops[i];
+        int c = o->client;
+        char val[32];
+        snprintf(val, sizeof(val), "c%d-%d", c, o->seq);
+        if (o->kind < 4) {
+            if (o->timeout) {
+                fprintf(f, "c%d get x - %" PRId64 " - unknown\n", c, o->inv);
+                continue;
+            }
+            fprintf(f, "c%d get x - %" PRId64 " %" PRId64 " %s\n", c, o->inv, o->ret, state);
+            snprintf(seen[c], sizeof(seen[c]), "%s", state);
+        } else if (o->kind < 7) {
+            if (o->applied)
+                snprintf(state, sizeof(state), "%s", val);
+            if (o->timeout)
+                fprintf(f, "c%d put x %s %" PRId64 " - unknown\n", c, val, o->inv);
+            else
+                fprintf(f, "c%d put x %s %" PRId64 " %" PRId64 " ok\n", c, val, o->inv, o->ret);
+            if (!o->timeout)
+                snprintf(seen[c], sizeof(seen[c]), "%s", val);
+        } else {
+            int match = strcmp(state, seen[c]) == 0;
+            char old[32];
+            snprintf(old, sizeof(old), "%s", seen[c]);
+            if (match && o->applied)
+                snprintf(state, sizeof(state), "%s", val);
+            if (o->timeout) {
+                fprintf(f, "c%d cas x %s->%s %" PRId64 " - unknown\n", c, old, val, o->inv);
+            } else {
+                fprintf(f, "c%d cas x %s->%s %" PRId64 " %" PRId64 " %s\n", c, old, val, o->inv,
+                        o->ret, match ? "ok" : "fail");
+                if (match)
+                    snprintf(seen[c], sizeof(seen[c]), "%s", val);
+            }
+        }
+    }
+    fclose(f);
+    int rc = check(buf);
+    if (rc != 0) {
+        int r2;
+        char *msg = diagnose(buf, &r2);
+        fprintf(stderr, "%s", msg);
+        free(msg);
+    }
+    assert_int_equal(rc, 0);
+    free(buf);
+}
+
 /* ---- brute force: every real-time-respecting order of every subset of unknown ops ---- */
 
 struct bop { int kind, outcome, arg, arg2, result; int64_t inv, ret; };
@@ -270,10 +389,10 @@ static void test_random_vs_brute_force(void **st)
     const char *vals[] = {"a", "b", "c"};
     int agree = 0, lin = 0, nonlin = 0;
     rng_state = 12345;
-    for (int iter = 0; iter < 4000; iter++) {
-        int n = 1 + (int)rnd(7);
-        struct bop ops[8];
-        int64_t lp[8];
+    for (int iter = 0; iter < 6000; iter++) {
+        int n = 1 + (int)rnd(8);
+        struct bop ops[9];
+        int64_t lp[9];
         for (int i = 0; i < n; i++) {
             struct bop *o = &ops[i];
             o->inv = rnd(30);
@@ -289,7 +408,7 @@ static void test_random_vs_brute_force(void **st)
             o->result = LC_ABSENT;
         }
         /* Simulate a correct execution at the chosen points, then maybe corrupt it. */
-        int order[8];
+        int order[9];
         for (int i = 0; i < n; i++)
             order[i] = i;
         for (int i = 0; i < n; i++)
@@ -300,7 +419,7 @@ static void test_random_vs_brute_force(void **st)
         int s = LC_ABSENT;
         for (int i = 0; i < n; i++) {
             struct bop *o = &ops[order[i]];
-            int unknown = rnd(5) == 0 && o->kind != LC_GET;
+            int unknown = rnd(3) == 0 && o->kind != LC_GET;
             int applied = !unknown || rnd(2);
             if (o->kind == LC_GET) {
                 o->result = s;
@@ -326,7 +445,7 @@ static void test_random_vs_brute_force(void **st)
             else
                 o->inv += 10, o->ret += 10;
         }
-        char text[1024];
+        char text[2048];
         size_t len = 0;
         for (int i = 0; i < n; i++) {
             const struct bop *o = &ops[i];
@@ -362,7 +481,7 @@ static void test_random_vs_brute_force(void **st)
     /* The generator must exercise both verdicts. */
     assert_true(lin > 800);
     assert_true(nonlin > 400);
-    assert_int_equal(agree, 4000);
+    assert_int_equal(agree, 6000);
 }
 
 int main(void)
@@ -378,6 +497,8 @@ int main(void)
         cmocka_unit_test(test_keys_independent),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_many_concurrent_unknowns),
+        cmocka_unit_test(test_unknowns_with_failed_cas_fast),
+        cmocka_unit_test(test_long_simulated_run),
         cmocka_unit_test(test_random_vs_brute_force),
     };
     return PLINTH_RUN_TESTS("lincheck", tests);
