@@ -329,7 +329,10 @@ int kv_range(kv_store *s, const Etcdserverpb__RangeRequest *req, kv_result *out)
 /* Current (committed) revision. As in etcd, a fresh store is at revision 1 and the
  * first write makes revision 2. */
 kv_rev_t kv_current_revision(kv_store *s);
-/* The revision of the last compaction (0 if none). Reads below it are KV_ECOMPACTED. */
+/* The revision of the last compaction (0 if none). Reads below it are KV_ECOMPACTED.
+ * Compaction to C drops every revision below C except each key's newest live version,
+ * and keeps all records of C itself, so a watch may start at C (as in etcd) and still
+ * sees every event of C. */
 kv_rev_t kv_compact_revision(kv_store *s);
 
 /* etcd's HashKV: a CRC-32C over every stored revision up to rev (0 = current), with the
