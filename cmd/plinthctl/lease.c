@@ -91,7 +91,8 @@ static int lease_ttl(struct ctl *c, char **pos, int np, int keys)
             for (size_t i = 0; i < r->n_keys; i++) {
                 if (i)
                     putchar(' ');
-                fwrite(r->keys[i].data, 1, r->keys[i].len, stdout);
+                if (r->keys[i].len)
+                    fwrite(r->keys[i].data, 1, r->keys[i].len, stdout);
             }
             printf("])");
         }

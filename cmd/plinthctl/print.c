@@ -170,7 +170,7 @@ static void put_bytes(const struct ctl *c, const ProtobufCBinaryData *b)
     if (c->hex) {
         for (size_t i = 0; i < b->len; i++)
             printf("\\x%02x", b->data[i]);
-    } else {
+    } else if (b->len) {
         fwrite(b->data, 1, b->len, stdout);
     }
     putchar('\n');
