@@ -120,13 +120,13 @@ TOOL_SRC  := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/lib/libtestlib.a $(LINK_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(BUILD)/lib/libtestlib.a $(LINK_LIBS) $(LDLIBS)
+	$(CC) -o $@ $< $(BUILD)/lib/libtestlib.a $(LINK_LIBS) $(CMOCKA_LIBS) $(LDLIBS)
 
 BENCH_SRC  := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/lib/libtestlib.a $(LINK_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(BUILD)/lib/libtestlib.a $(LINK_LIBS) $(LDLIBS)
+	$(CC) -o $@ $< $(BUILD)/lib/libtestlib.a $(LINK_LIBS) $(CMOCKA_LIBS) $(LDLIBS)
 
 # libFuzzer targets: built with clang; each links the module libraries built
 # with the same fuzzer instrumentation in build/fuzz-obj.
