@@ -15,6 +15,7 @@
 #define RESTART_BACKOFF_MIN_MS 500
 #define RESTART_BACKOFF_MAX_MS 10000
 #define KILL_GRACE_MS 2000
+#define MAX_STATUS_WRITES 500 /* per pass, all in flight at once */
 
 struct cont {
     char name[64];
@@ -323,7 +324,10 @@ static void sync_pods(struct agent *a)
     for (struct apod *p = a->pods; p; p = p->next) p->seen = false;
     const char *key;
     json_t *pod;
-    int writes = 0;
+    static struct sched_write w[MAX_STATUS_WRITES];
+    static char *text[MAX_STATUS_WRITES];
+    static const char *keys[MAX_STATUS_WRITES];
+    size_t nw = 0;
     json_object_foreach(sched_informer_objects(a->inf, SCHED_POD), key, pod) {
         const char *nn = sched_obj_str(pod, "spec.nodeName");
         if (!*nn || !json_object_get(a->nodes, nn)) continue;
@@ -346,14 +350,24 @@ static void sync_pods(struct agent *a)
         /* report what changed; a conflict is retried on the next pass with fresh data */
         json_t *upd = json_deep_copy(pod);
         fill_status(a, p, upd);
-        if (!json_equal(json_object_get(upd, "status"), json_object_get(pod, "status")) && writes < 500) {
-            int rc = sched_store_update_obj(a->s, upd, NULL);
-            writes++;
-            if (rc == 0) a->status_writes++;
-            else if (rc != SCHED_ECONFLICT && rc != SCHED_ENOTFOUND)
-                sched_log("status %s: %s", key, sched_store_errmsg(a->s));
+        if (!json_equal(json_object_get(upd, "status"), json_object_get(pod, "status")) &&
+            nw < MAX_STATUS_WRITES) {
+            keys[nw] = key;
+            text[nw] = sched_obj_encode(upd);
+            w[nw] = (struct sched_write){.key = keys[nw], .value = text[nw],
+                                         .len = text[nw] ? strlen(text[nw]) : 0,
+                                         .expect_mod = sched_obj_rev(pod)};
+            nw++;
         }
         json_decref(upd);
+    }
+    /* all status updates of this pass in flight together */
+    sched_store_write_batch(a->s, w, nw, NULL);
+    for (size_t i = 0; i < nw; i++) {
+        if (w[i].rc == 0) a->status_writes++;
+        else if (w[i].rc != SCHED_ECONFLICT && w[i].rc != SCHED_ENOTFOUND)
+            sched_log("status %s: %s", keys[i], sched_store_errmsg(a->s));
+        free(text[i]);
     }
     /* pods deleted from the store, or bound elsewhere: stop them */
     for (struct apod *p = a->pods, *next; p; p = next) {

@@ -33,32 +33,58 @@ static void random_suffix(char out[6])
     out[5] = '\0';
 }
 
-static int create_pod(struct ctrl *x, const json_t *rs)
+/* Creates `count` pods from the ReplicaSet's template, all in flight at once. Returns
+ * SCHED_ENOTLEADER when leadership is gone, else 0 (failures are logged; the next pass
+ * tries again). A name taken already (27^5 suffixes) fails with EEXIST, also retried. */
+static int create_pods(struct ctrl *x, const json_t *rs, int64_t count)
 {
     const struct sched_fence *f = ctrl_fence(x);
     if (!f) return SCHED_ENOTLEADER;
     json_t *tmpl = sched_obj_get(rs, "spec.template");
     json_t *labels = sched_obj_get(tmpl, "metadata.labels");
-    json_t *pod = json_pack("{ss s{ss ss so} so s{ss}}", "kind", "Pod", "metadata", "name", "x",
-                            "namespace", sched_obj_namespace(rs), "labels",
-                            labels ? json_deep_copy(labels) : json_object(), "spec",
-                            json_deep_copy(json_object_get(tmpl, "spec")), "status", "phase",
-                            "Pending");
-    if (!pod) return SCHED_ENOMEM;
-    json_object_del(json_object_get(pod, "spec"), "nodeName");
-    ctrl_set_owner(pod, rs);
-    int rc = SCHED_EEXIST;
-    char name[SCHED_NAME_MAX + 1], key[SCHED_KEY_MAX];
-    for (int attempt = 0; attempt < 3 && rc == SCHED_EEXIST; attempt++) {
-        char suf[6];
-        random_suffix(suf);
-        snprintf(name, sizeof(name), "%.240s-%s", sched_obj_name(rs), suf);
-        sched_obj_set(pod, "metadata.name", json_string(name));
-        sched_key(SCHED_POD, sched_obj_namespace(rs), name, key, sizeof(key));
-        rc = sched_store_create_obj(x->s, pod, f);
+    struct sched_write *w = calloc((size_t)count, sizeof(*w));
+    char **text = calloc((size_t)count, sizeof(*text));
+    char (*keys)[SCHED_KEY_MAX] = calloc((size_t)count, sizeof(*keys));
+    int rc = 0;
+    if (!w || !text || !keys) {
+        rc = SCHED_ENOMEM;
+        goto out;
     }
-    ctrl_wrote(x, rc, "create pod", key);
-    json_decref(pod);
+    char now[32];
+    sched_now_rfc3339(now, sizeof(now));
+    for (int64_t i = 0; i < count; i++) {
+        char suf[6], uid[33], name[SCHED_NAME_MAX + 1];
+        random_suffix(suf);
+        sched_new_uid(uid);
+        snprintf(name, sizeof(name), "%.240s-%s", sched_obj_name(rs), suf);
+        json_t *pod = json_pack("{ss s{ss ss so ss ss} so s{ss}}", "kind", "Pod", "metadata",
+                                "name", name, "namespace", sched_obj_namespace(rs), "labels",
+                                labels ? json_deep_copy(labels) : json_object(), "uid", uid,
+                                "creationTimestamp", now, "spec",
+                                json_deep_copy(json_object_get(tmpl, "spec")), "status", "phase",
+                                "Pending");
+        if (!pod) {
+            rc = SCHED_ENOMEM;
+            goto out;
+        }
+        json_object_del(json_object_get(pod, "spec"), "nodeName");
+        ctrl_set_owner(pod, rs);
+        sched_key(SCHED_POD, sched_obj_namespace(rs), name, keys[i], sizeof(keys[i]));
+        text[i] = sched_obj_encode(pod);
+        json_decref(pod);
+        w[i] = (struct sched_write){.key = keys[i], .value = text[i],
+                                    .len = text[i] ? strlen(text[i]) : 0, .expect_mod = 0};
+    }
+    sched_store_write_batch(x->s, w, (size_t)count, f);
+    for (int64_t i = 0; i < count; i++) {
+        if (ctrl_wrote(x, w[i].rc, "create pod", keys[i]) == SCHED_ENOTLEADER) rc = SCHED_ENOTLEADER;
+    }
+out:
+    if (text)
+        for (int64_t i = 0; i < count; i++) free(text[i]);
+    free(text);
+    free(keys);
+    free(w);
     return rc;
 }
 
@@ -88,8 +114,7 @@ static bool reconcile_rs(struct ctrl *x, json_t *rs)
     if ((int64_t)n < want) {
         int64_t todo = want - (int64_t)n;
         if (todo > MAX_CREATES_PER_PASS) todo = MAX_CREATES_PER_PASS;
-        for (int64_t i = 0; i < todo && ok; i++)
-            ok = create_pod(x, rs) != SCHED_ENOTLEADER;
+        ok = create_pods(x, rs, todo) != SCHED_ENOTLEADER;
     } else if ((int64_t)n > want) {
         qsort(own, n, sizeof(*own), cmp_owned);
         for (size_t i = 0; i < n - (size_t)want && ok; i++) {
