@@ -431,11 +431,13 @@ void node_free(struct node *n)
 {
     if (!n)
         return;
+    n->stopping = true;
     if (n->tick_ev)
         event_free(n->tick_ev);
     if (n->turn_ev)
         event_free(n->turn_ev);
     node_metrics_server_free(n->msrv);
+    node_bg_drain(n);              /* snapshot copies still being written */
     net_grpc_server_free(n->grpc); /* closes calls: their close callbacks detach waiters */
     node_watch_free_all(n);
     node_peers_free(n);

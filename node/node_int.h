@@ -87,6 +87,7 @@ struct read_round {
 /* ---- snapshot transfer ----------------------------------------------------------------- */
 
 struct snap_out {                /* a snapshot being streamed to one follower */
+    bool building;               /* the store copy is still being written */
     uint64_t to;
     uint64_t snap_id;
     int fd;
@@ -125,6 +126,22 @@ struct node_housekeeping {
 };
 
 void node_housekeeping_tick(struct node *n, int64_t now);
+
+/* ---- bg.c: work on a thread of its own ------------------------------------------------- */
+
+/* Runs on the worker thread: must not touch the loop, only thread-safe calls (e.g.
+ * kv_snapshot_write_path). Returns a result code for done. */
+typedef int (*node_bg_work_fn)(void *arg);
+/* Runs on the loop thread once the work returned (also from node_bg_drain when stopping). */
+typedef void (*node_bg_done_fn)(struct node *n, void *arg, int result);
+int node_bg_run(struct node *n, node_bg_work_fn work, node_bg_done_fn done, void *arg);
+void node_bg_drain(struct node *n);
+
+/* A store copy written on a worker thread (Raft snapshots and Maintenance/Snapshot). */
+struct snap_job {
+    kv_store *kv;
+    char path[1300];
+};
 
 /* ---- the node ------------------------------------------------------------------------- */
 
@@ -210,6 +227,7 @@ struct node {
     /* MoveLeader calls waiting for the transfer */
     struct move_wait *moves;
     bool nospace_raised;
+    struct node_bg *bgs;         /* running background jobs */
     int64_t batch_window_us;     /* group commit: longest wait before a turn under load */
     int64_t last_commit_end_us, last_commit_us;
     struct node_housekeeping hk;

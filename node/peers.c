@@ -146,6 +146,10 @@ static void snap_pump(evutil_socket_t fd, short what, void *arg)
         struct snap_out *s = *pp;
         struct net_peer_stats st;
         bool done = false, failed = false;
+        if (s->building) {
+            pp = &s->next;
+            continue;
+        }
         if (net_peer_stats(n->peers, s->to, &st) != 0) {
             failed = true;
         } else if (!st.connected) {
@@ -212,8 +216,55 @@ static void snap_pump(evutil_socket_t fd, short what, void *arg)
             pp = &s->next;
         }
     }
-    if (n->snaps_out)
-        snap_schedule(n, 5);
+    for (pp = &n->snaps_out; *pp; pp = &(*pp)->next)
+        if (!(*pp)->building) {
+            snap_schedule(n, 5);
+            break;
+        }
+}
+
+struct raft_snap_job {
+    struct snap_job job;
+    uint64_t snap_id;
+};
+
+static int snap_copy_work(void *arg)
+{
+    struct snap_job *j = arg;
+    return kv_snapshot_write_path(j->kv, j->path, false);
+}
+
+/* The copy for a follower is written: stream it (if the transfer is still wanted). */
+static void raft_snap_done(struct node *n, void *arg, int rc)
+{
+    struct raft_snap_job *j = arg;
+    struct snap_out *s;
+    struct stat stt;
+    for (s = n->snaps_out; s; s = s->next)
+        if (s->snap_id == j->snap_id)
+            break;
+    if (s && rc == 0 && !n->stopping) {
+        s->fd = open(j->job.path, O_RDONLY | O_CLOEXEC);
+        if (s->fd >= 0 && fstat(s->fd, &stt) == 0) {
+            s->size = (uint64_t)stt.st_size;
+            s->building = false;
+            node_log(n, LOG_INFO, "sending snapshot (%" PRIu64 " bytes) to %016" PRIx64, s->size, s->to);
+            snap_schedule(n, 0);
+        }
+    }
+    if (s && s->building) { /* failed: forget it, the leader retries */
+        struct snap_out **pp;
+        node_log(n, LOG_WARN, "snapshot for %016" PRIx64 ": %s", s->to,
+                 rc ? kv_strerror(rc) : "cannot open the copy");
+        for (pp = &n->snaps_out; *pp != s; pp = &(*pp)->next)
+            ;
+        *pp = s->next;
+        if (!n->stopping)
+            raft_report_snapshot(n->raft, s->to, false);
+        snap_out_free(s);
+    }
+    unlink(j->job.path); /* the open descriptor keeps the data */
+    free(j);
 }
 
 void node_snapshots_start(struct node *n, const struct raft_msg *m)
@@ -221,9 +272,6 @@ void node_snapshots_start(struct node *n, const struct raft_msg *m)
     struct snap_out *s, **pp;
     Plinthraftpb__Message pm;
     void *scratch;
-    char path[1300];
-    struct stat stt;
-    int rc;
 
     for (pp = &n->snaps_out; *pp; pp = &(*pp)->next)
         if ((*pp)->to == m->to) { /* a newer snapshot replaces one in flight */
@@ -248,23 +296,25 @@ void node_snapshots_start(struct node *n, const struct raft_msg *m)
     }
     plinthraftpb__message__pack(&pm, s->msg_buf);
     free(scratch);
-    snprintf(path, sizeof path, "%s/snap-out-%016" PRIx64 ".mdb", n->member_dir, m->to);
-    unlink(path);
-    rc = kv_snapshot_write_path(n->kv, path, false);
-    if (rc) {
-        node_log(n, LOG_WARN, "snapshot for %016" PRIx64 ": %s", m->to, kv_errmsg(n->kv));
-        goto fail;
+    {
+        struct raft_snap_job *j = calloc(1, sizeof(*j));
+        if (!j)
+            goto fail;
+        j->snap_id = s->snap_id;
+        j->job.kv = n->kv;
+        snprintf(j->job.path, sizeof j->job.path, "%s/snap-out-%016" PRIx64 "-%" PRIx64 ".mdb",
+                 n->member_dir, m->to, s->snap_id);
+        unlink(j->job.path);
+        s->building = true;
+        if (node_bg_run(n, snap_copy_work, raft_snap_done, j) != 0) {
+            free(j);
+            goto fail;
+        }
     }
-    s->fd = open(path, O_RDONLY | O_CLOEXEC);
-    unlink(path); /* the open descriptor keeps the data */
-    if (s->fd < 0 || fstat(s->fd, &stt) != 0)
-        goto fail;
-    s->size = (uint64_t)stt.st_size;
-    node_log(n, LOG_INFO, "sending snapshot at index %" PRIu64 " (%" PRIu64 " bytes) to %016" PRIx64,
-             m->snapshot->index, s->size, m->to);
+    node_log(n, LOG_INFO, "building a snapshot at index %" PRIu64 " for %016" PRIx64, m->snapshot->index,
+             m->to);
     s->next = n->snaps_out;
     n->snaps_out = s;
-    snap_schedule(n, 0);
     return;
 fail:
     snap_out_free(s);

@@ -230,7 +230,9 @@ static void moves_tick(struct node *n, int64_t now)
 
 struct snap_stream {
     struct node *n;
-    struct net_grpc_call *call;
+    struct net_grpc_call *call;  /* NULL once the client went away */
+    bool building;               /* the copy is still being written on a worker thread */
+    struct snap_job job;
     int fd;
     uint64_t size, off;
     EVP_MD_CTX *sha;
@@ -248,10 +250,15 @@ static void snap_stream_free(struct snap_stream *s)
 
 static void snap_close(struct net_grpc_call *call, void *user, int err)
 {
+    struct snap_stream *s = user;
     (void)call;
     (void)err;
-    if (user)
-        snap_stream_free(user);
+    if (!s)
+        return;
+    if (s->building)
+        s->call = NULL; /* freed when the copy is done */
+    else
+        snap_stream_free(s);
 }
 
 /* Sends chunks until the call's queue is full; the writable callback brings us back. */
@@ -305,12 +312,40 @@ static void snap_pump(struct net_grpc_call *call, void *user)
     free(buf);
 }
 
+static int snap_work(void *arg)
+{
+    struct snap_stream *s = arg;
+    return kv_snapshot_write_path(s->job.kv, s->job.path, false);
+}
+
+/* The copy is on disk: stream it, unless the client is gone. */
+static void snap_done(struct node *n, void *arg, int rc)
+{
+    struct snap_stream *s = arg;
+    struct stat st;
+    s->building = false;
+    if (rc == 0)
+        s->fd = open(s->job.path, O_RDONLY | O_CLOEXEC);
+    unlink(s->job.path);
+    if (!s->call) {
+        snap_stream_free(s);
+        return;
+    }
+    if (rc != 0 || s->fd < 0 || fstat(s->fd, &st) != 0 || !(s->sha = EVP_MD_CTX_new()) ||
+        EVP_DigestInit_ex(s->sha, EVP_sha256(), NULL) != 1) {
+        node_log(n, LOG_WARN, "snapshot: %s", rc ? kv_strerror(rc) : "cannot read the copy");
+        net_grpc_call_finish(s->call, GRPC_INTERNAL, "etcdserver: snapshot failed");
+        return; /* the close callback frees s */
+    }
+    s->size = (uint64_t)st.st_size;
+    net_grpc_call_set_writable_cb(s->call, snap_pump);
+    snap_pump(s->call, s);
+}
+
 static void snapshot_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
     struct snap_stream *s;
-    char path[1300];
-    struct stat st;
     static unsigned seq;
     (void)msg;
     (void)len;
@@ -322,26 +357,16 @@ static void snapshot_h(struct net_grpc_call *call, const uint8_t *msg, size_t le
     s->n = n;
     s->call = call;
     s->fd = -1;
-    snprintf(path, sizeof path, "%s/snapshot-%d-%u.tmp", n->member_dir, (int)getpid(), ++seq);
-    if (kv_snapshot_write_path(n->kv, path, false) != 0) {
-        node_log(n, LOG_WARN, "snapshot: %s", kv_errmsg(n->kv));
+    s->job.kv = n->kv;
+    snprintf(s->job.path, sizeof s->job.path, "%s/snapshot-%d-%u.tmp", n->member_dir, (int)getpid(), ++seq);
+    s->building = true;
+    if (node_bg_run(n, snap_work, snap_done, s) != 0) {
         net_grpc_call_finish(call, GRPC_INTERNAL, "etcdserver: snapshot failed");
-        snap_stream_free(s);
+        free(s);
         return;
     }
-    s->fd = open(path, O_RDONLY | O_CLOEXEC);
-    unlink(path);
-    if (s->fd < 0 || fstat(s->fd, &st) != 0 || !(s->sha = EVP_MD_CTX_new()) ||
-        EVP_DigestInit_ex(s->sha, EVP_sha256(), NULL) != 1) {
-        net_grpc_call_finish(call, GRPC_INTERNAL, "etcdserver: snapshot failed");
-        snap_stream_free(s);
-        return;
-    }
-    s->size = (uint64_t)st.st_size;
     net_grpc_call_set_user(call, s);
     net_grpc_call_set_close_cb(call, snap_close);
-    net_grpc_call_set_writable_cb(call, snap_pump);
-    snap_pump(call, s);
 }
 
 /* ---- registration -------------------------------------------------------------------------- */
