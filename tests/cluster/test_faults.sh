@@ -8,9 +8,12 @@ set -u
 CL_HERE=$(dirname "$0"); [ -f "$CL_HERE/lib.sh" ] || CL_HERE=$CL_HERE/..   # also from wip/
 . "$CL_HERE/lib.sh"
 
+# Frequent snapshots, so the member added below catches up from a snapshot, not the log.
+CL_EXTRA_FLAGS=${CL_EXTRA_FLAGS:-"--snapshot-count 300"}
 cl_init faults 3 1 || { echo "# plinth-result: 0 passed, 1 failed"; exit 1; }
 C=$CL_DIR/certs
 START=$SECONDS
+IS_ETCD=0; case $(basename "$PLINTH_BIN") in etcd*) IS_ETCD=1 ;; esac
 for t in histclient lincheck faultproxy; do
     [ -x "$CL_TOOLS/$t" ] || { cl_fail "tool $t is built"; cl_finish; exit 1; }
 done
@@ -82,6 +85,23 @@ wait_true() { # timeout cmd...
 cl_check "the resumed m$L steps down" wait_true 15 stepped_down "$L"
 cl_check "the resumed m$L catches up" cl_wait_value 15 "$L" fault/stop v-stop --consistency=s
 
+# ---- 2b. SIGTERM the leader: it hands leadership over before it exits -------------------
+L=$(cl_wait_leader 20) || L=""
+cl_log "SIGTERM leader m$L"
+t0=$SECONDS
+cl_signal "$L" TERM
+end=$((SECONDS + 15))
+while cl_alive "$L" && [ $SECONDS -lt $end ]; do sleep 0.1; done
+{ wait "${CL_PID[$L]}"; } 2>/dev/null; term_rc=$?
+# plinth exits 0; etcd (Go) dies of the signal, status 143.
+clean_exit() { [ "$term_rc" = 0 ] || { [ "$IS_ETCD" = 1 ] && [ "$term_rc" = 143 ]; }; }
+cl_check "the leader m$L exits cleanly on SIGTERM (status $term_rc, $((SECONDS - t0))s)" clean_exit
+NL=$(cl_wait_leader 10 "$L") || NL=""
+cl_check "another member leads after the SIGTERM (m${NL:-none})" test -n "$NL"
+cl_check "writes go on after the SIGTERM" cl_wait_put 10 fault/term v-term "${NL:-$(others "$L" | head -1)}"
+cl_start "$L" existing
+cl_check "the stopped member restarts and catches up" cl_wait_value 20 "$L" fault/term v-term --consistency=s
+
 # ---- 3. a partition isolating the leader ------------------------------------------------
 L=$(cl_wait_leader 20) || L=""
 cl_log "isolate leader m$L"
@@ -151,7 +171,7 @@ cl_check "member add m$NEW is accepted" member_add
 CL_MEMBERS+=("$NEW")
 cl_start "$NEW" existing
 cl_endpoints >/dev/null
-cl_check "the new member m$NEW catches up" cl_wait_value 30 "$NEW" fault/part v-majority --consistency=s
+cl_check "the new member m$NEW catches up (from a snapshot on plinth)" cl_wait_value 30 "$NEW" fault/part v-majority --consistency=s
 cl_check "the new member m$NEW serves linearizable reads" cl_wait_value 20 "$NEW" fault/restart/1 r1
 started() { cl_ctl_any member list 2>/dev/null | grep ", m$1," | grep -q started; }
 cl_check "member list shows m$NEW started" wait_true 10 started "$NEW"

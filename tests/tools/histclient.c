@@ -380,7 +380,7 @@ static void *client_main(void *arg)
         cl.neps = current_endpoints(cl.eps);
         if (cl.neps == 0)
             break;
-        char key[128], val[64], got[1024];
+        char key[128], val[64], got[64];
         int id = cl.id;
         int k = rand_r(&seed) % cfg.keys;
         snprintf(key, sizeof(key), "%s%d", cfg.prefix, k);
@@ -420,7 +420,7 @@ static void *client_main(void *arg)
             ok = do_get(&cl, key, got, sizeof(got));
             ret = now_ns();
             if (ok && strlen(got) < sizeof(seen[k]))
-                snprintf(seen[k], sizeof(seen[k]), "%s", got);
+                snprintf(seen[k], sizeof(seen[k]), "%.63s", got);
             if (ok)
                 snprintf(line, sizeof(line), "%sc%d get %s - %" PRId64 " %" PRId64 " %s\n",
                          cfg.tag, id, key, inv, ret, got);
