@@ -97,6 +97,44 @@ check "3 agents register Ready nodes" wait_for 20 nodes_ready
 leaders() { [ -n "$(leader_of scheduler)" ] && [ -n "$(leader_of controller)" ]; }
 check "one scheduler and one controller lead" wait_for 10 leaders
 
+# --- 0. manifests: invalid objects are refused naming the field; apply is idempotent ---
+cat >"$D/bad.yaml" <<'EOF'
+kind: Pod
+metadata: {name: good}
+spec: {containers: [{name: c, image: i, command: [sleep, "1"]}]}
+---
+kind: Pod
+metadata: {name: bad}
+spec:
+  containers:
+  - name: c
+    image: i
+    resources: {requests: {memory: lots}}
+EOF
+kube apply -f "$D/bad.yaml" >"$D/bad.out" 2>&1; rc=$?
+refused() { [ $rc != 0 ] && grep -q 'document 2: Pod default/bad: spec.containers\[0\].resources.requests.memory' "$D/bad.out"; }
+check "an invalid manifest is refused with the field named" refused
+none_created() { ! kube get pod good >/dev/null 2>&1; }
+check "nothing of a refused file is created" none_created
+cat >"$D/svc.json" <<'EOF'
+{"kind": "Service", "metadata": {"name": "probe"}, "spec": {"selector": {"app": "probe"}, "port": 9000}}
+EOF
+check "create -f with a JSON document" kube create -f "$D/svc.json"
+exists() { kube create -f "$D/svc.json" >"$D/exists.out" 2>&1; [ $? != 0 ] && grep -q 'already exists' "$D/exists.out"; }
+check "create -f refuses an existing object" exists
+unchanged() { kube apply -f "$D/svc.json" | grep -q 'services/probe unchanged'; }
+check "apply of the same document reports unchanged" unchanged
+kube get pods -w --timeout 4 >"$D/watch.out" 2>&1 &
+WATCH=$!
+sleep 0.5
+kube run watched --image plinth/sleep --restart Never -- sleep 1 >/dev/null
+wait $WATCH
+watched() { grep -q '^watched ' "$D/watch.out"; }
+check "get -w shows a new pod as it appears" watched
+described() { kube describe service probe | grep -q 'Key:  /registry/services/default/probe'; }
+check "describe shows the object and its key" described
+kube delete service probe >/dev/null; kube delete pod watched >/dev/null
+
 # --- 1. a Deployment of 6 replicas spreads over the nodes ---------------------------
 cat >"$D/web.yaml" <<'EOF'
 kind: Deployment
