@@ -668,6 +668,7 @@ static void handle_soft_state(struct node *n, const struct raft_soft_state *ss)
         node_log(n, LOG_INFO, "leader is now %016" PRIx64 " (term %" PRIu64 ")", ss->leader,
                  raft_term(n->raft));
         n->leader = ss->leader;
+        n->leader_down = false;
         if (ss->leader == RAFT_NONE)
             n->no_leader_since_ms = now;
         /* Proposals forwarded to a leader that is gone may still commit (the new leader
@@ -804,6 +805,13 @@ static void maybe_compact(struct node *n)
     }
 }
 
+static void retry_turn(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    node_kick(arg);
+}
+
 void node_turn(struct node *n)
 {
     static struct turn_state ts;
@@ -812,6 +820,8 @@ void node_turn(struct node *n)
     if (n->in_turn)
         return;
     n->in_turn = true;
+    if (n->held_votes && node_release_votes(n))
+        event_base_once(n->base, -1, EV_TIMEOUT, retry_turn, n, &(struct timeval){0, 2000});
     flush_proposals(n);
     issue_reads(n);
     while (raft_has_ready(n->raft))

@@ -227,6 +227,8 @@ struct node {
     /* MoveLeader calls waiting for the transfer */
     struct move_wait *moves;
     bool nospace_raised;
+    struct held_vote *held_votes; /* campaign requests waiting for our own leader-lost notice */
+    bool leader_down;            /* the transport reported the current leader's connection lost */
     struct node_bg *bgs;         /* running background jobs */
     int64_t batch_window_us;     /* group commit: longest wait before a turn under load */
     int64_t last_commit_end_us, last_commit_us;
@@ -283,6 +285,7 @@ void node_snapshots_start(struct node *n, const struct raft_msg *m);
 void node_peers_ping(struct node *n);
 void node_peers_sync(struct node *n);            /* add/remove transport peers per members */
 void node_peers_free(struct node *n);
+bool node_release_votes(struct node *n);
 void node_forward_conf(struct node *n, uint64_t request_id, const struct raft_conf_change *cc);
 void node_lease_renew_remote(struct node *n, uint64_t request_id, int64_t lease_id);
 /* svc_cluster.c / svc_lease.c: */

@@ -497,6 +497,61 @@ static void got_renew(struct node *n, uint64_t from, const Plinthraftpb__LeaseRe
     }
 }
 
+/* ---- (pre)votes of a campaign for a crashed leader ------------------------------------- */
+
+/* When the leader crashes, every follower's connection to it closes at about the same
+ * moment, and the first to notice campaigns at once (flag RAFT_MSG_F_LEADER_LOST). A peer
+ * whose own notice is still queued in this loop iteration would refuse that campaign
+ * (it still believes in the leader) and the election would fall back to the timeout.
+ * So such a request waits, briefly, for our own notice: it is stepped at the next turn
+ * once the leader is gone for us too, or after HOLD_MS anyway. */
+#define HOLD_MS 20
+
+struct held_vote {
+    struct raft_msg *msg;
+    int64_t since_ms;
+    struct held_vote *next;
+};
+
+static bool hold_vote(struct node *n, const struct raft_msg *m)
+{
+    struct held_vote *h;
+    if ((m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_VOTE) ||
+        !(m->flags & RAFT_MSG_F_LEADER_LOST) || raft_leader(n->raft) == RAFT_NONE ||
+        raft_leader(n->raft) == n->id || m->from == raft_leader(n->raft))
+        return false;
+    h = calloc(1, sizeof(*h));
+    if (!h || !(h->msg = raft_msg_clone(m))) {
+        free(h);
+        return false;
+    }
+    h->since_ms = node_now_ms();
+    h->next = n->held_votes;
+    n->held_votes = h;
+    return true;
+}
+
+/* Steps the held requests whose wait is over; returns true while some remain. */
+bool node_release_votes(struct node *n)
+{
+    struct held_vote **pp = &n->held_votes;
+    int64_t now = node_now_ms();
+    bool lost = raft_leader(n->raft) == RAFT_NONE || n->leader_down;
+    while (*pp) {
+        struct held_vote *h = *pp;
+        if (lost || now - h->since_ms >= HOLD_MS || n->stopping) {
+            *pp = h->next;
+            if (!n->stopping)
+                raft_step(n->raft, h->msg);
+            raft_msg_free(h->msg);
+            free(h);
+        } else {
+            pp = &h->next;
+        }
+    }
+    return n->held_votes != NULL;
+}
+
 /* ---- transport callbacks -------------------------------------------------------------- */
 
 static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
@@ -511,7 +566,7 @@ static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
     case PLINTHRAFTPB__PEER_FRAME__BODY_RAFT: {
         struct peerwire_raft pr;
         if (peerwire_msg_to_raft(f->raft, &pr) == 0) {
-            if (pr.msg.from == from)
+            if (pr.msg.from == from && !hold_vote(n, &pr.msg))
                 raft_step(n->raft, &pr.msg);
             peerwire_raft_release(&pr);
             node_kick(n);
@@ -548,8 +603,10 @@ static void on_peer_down(void *ud, uint64_t peer)
 {
     struct node *n = ud;
     struct snap_out **pp;
-    if (peer == raft_leader(n->raft))
+    if (peer == raft_leader(n->raft)) {
         node_log(n, LOG_INFO, "lost the connection to the leader %016" PRIx64, peer);
+        n->leader_down = true;
+    }
     raft_leader_conn_lost(n->raft, peer);
     for (pp = &n->snaps_out; *pp; pp = &(*pp)->next)
         if ((*pp)->to == peer) {
@@ -627,6 +684,8 @@ void node_peers_sync(struct node *n)
 
 void node_peers_free(struct node *n)
 {
+    n->stopping = true;
+    node_release_votes(n); /* frees what is held */
     while (n->snaps_out) {
         struct snap_out *s = n->snaps_out;
         n->snaps_out = s->next;
