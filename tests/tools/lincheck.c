@@ -499,7 +499,7 @@ static void check_key(const struct lc_op *ops, int n, uint64_t budget, struct lc
                 int o = e[cur].op;
                 int next_req = unknown ? state : NO_REQ;
                 bits[o / 64] |= 1ULL << (o % 64);
-                int64_t key = (int64_t)(uint32_t)next << 32 | (uint32_t)next_req;
+                int64_t key = (int64_t)((uint64_t)(uint32_t)next << 32 | (uint32_t)next_req);
                 int ins = memo_insert(&memo, h ^ zob[o], bits, key);
                 if (ins < 0)
                     goto out;
