@@ -1,6 +1,8 @@
 /* election — campaign, renew, watch the predecessor, resign (etcd's election recipe). */
 #include "sched/election.h"
 
+#include "sched/daemon.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +45,7 @@ static void drop(struct sched_election *e)
     sched_watch_close(e->pred);
     e->pred = NULL;
     if (e->state == LEADING)
-        fprintf(stderr, "election %s: %s: leadership lost\n", e->prefix, e->id);
+        sched_log("election %s: %s: leadership lost", e->prefix, e->id);
     e->state = IDLE;
     e->lease = 0;
 }
@@ -95,8 +97,8 @@ static int check_order(struct sched_election *e)
     if (!pred) {
         if (e->state != LEADING) {
             e->terms++;
-            fprintf(stderr, "election %s: %s: elected (key %s, revision %" PRId64 ")\n",
-                    e->prefix, e->id, e->fence.key, e->fence.create_rev);
+            sched_log("election %s: %s: elected (key %s, revision %" PRId64 ")", e->prefix,
+                      e->id, e->fence.key, e->fence.create_rev);
         }
         e->state = LEADING;
         sched_watch_close(e->pred);
@@ -176,7 +178,7 @@ int sched_election_resign(struct sched_election *e)
 {
     int rc = 0;
     if (e->lease) rc = sched_store_lease_revoke(e->s, e->lease);
-    if (e->state == LEADING) fprintf(stderr, "election %s: %s: resigned\n", e->prefix, e->id);
+    if (e->state == LEADING) sched_log("election %s: %s: resigned", e->prefix, e->id);
     sched_watch_close(e->pred);
     e->pred = NULL;
     e->state = IDLE;
