@@ -82,6 +82,27 @@ void ctrl_template_hash(const json_t *tmpl, char out[11])
     json_decref(copy);
 }
 
+/* Groups the cached pods by their owner's uid, once per pass: the ReplicaSet and
+ * Deployment controllers then look up a ReplicaSet's pods instead of scanning them all. */
+static void index_owners(struct ctrl *x)
+{
+    const char *key;
+    json_t *pod;
+    json_decref(x->by_owner);
+    x->by_owner = json_object();
+    json_object_foreach(sched_informer_objects(x->inf, SCHED_POD), key, pod) {
+        json_t *ref = json_array_get(sched_obj_get(pod, "metadata.ownerReferences"), 0);
+        const char *uid = json_string_value(json_object_get(ref, "uid"));
+        if (!uid) continue;
+        json_t *a = json_object_get(x->by_owner, uid);
+        if (!a) {
+            a = json_array();
+            json_object_set_new(x->by_owner, uid, a);
+        }
+        json_array_append(a, pod);
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: plinth-controller [flags]\n"
@@ -162,6 +183,7 @@ int sched_controller_main(int argc, char **argv)
         /* a controller that wrote ends the pass: the next one starts from a cache that
          * shows those writes */
         long w0 = x.writes;
+        index_owners(&x);
         if (!ctrl_nodes(&x) || x.writes != w0) continue;
         if (!ctrl_deployments(&x) || x.writes != w0) continue;
         if (!ctrl_replicasets(&x) || x.writes != w0) continue;
@@ -172,6 +194,7 @@ int sched_controller_main(int argc, char **argv)
     sched_election_free(x.el);
     sched_informer_free(x.inf);
     json_decref(x.node_seen);
+    json_decref(x.by_owner);
     sched_store_close(x.s);
     return 0;
 }

@@ -24,6 +24,7 @@ struct ctrl {
     int64_t leading_since;
     long writes, errors;
     bool uncertain;           /* a write's outcome is unknown: relist before acting again */
+    json_t *by_owner;         /* per pass: owner uid -> array of its pods (from the cache) */
 };
 
 /* The fence for a write now, or NULL when leadership is gone (callers then stop). */

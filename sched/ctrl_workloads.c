@@ -88,17 +88,26 @@ out:
     return rc;
 }
 
+/* The pods whose owner has rs's uid (an array, borrowed; empty when none). */
+static json_t *owned_pods(struct ctrl *x, const json_t *rs)
+{
+    static json_t *none;
+    json_t *a = json_object_get(x->by_owner, sched_obj_str(rs, "metadata.uid"));
+    if (a) return a;
+    if (!none) none = json_array();
+    return none;
+}
+
 static bool reconcile_rs(struct ctrl *x, json_t *rs)
 {
-    json_t *pods = sched_informer_objects(x->inf, SCHED_POD);
+    json_t *pods = owned_pods(x, rs);
     const char *ns = sched_obj_namespace(rs);
-    size_t cap = json_object_size(pods), n = 0;
+    size_t cap = json_array_size(pods), n = 0, idx;
     struct owned_pod *own = calloc(cap ? cap : 1, sizeof(*own));
-    const char *key;
     json_t *pod;
     int64_t ready = 0;
     if (!own) return true;
-    json_object_foreach(pods, key, pod) {
+    json_array_foreach(pods, idx, pod) {
         if (strcmp(sched_obj_namespace(pod), ns) != 0 || !ctrl_owned_by(pod, "ReplicaSet", rs))
             continue;
         if (!ctrl_pod_active(pod)) continue;
@@ -224,9 +233,9 @@ static int set_rs_replicas(struct ctrl *x, json_t *rs, int64_t replicas, int64_t
 static int64_t rs_ready(struct ctrl *x, const json_t *rs)
 {
     int64_t ready = 0;
-    const char *key;
+    size_t i;
     json_t *pod;
-    json_object_foreach(sched_informer_objects(x->inf, SCHED_POD), key, pod) {
+    json_array_foreach(owned_pods(x, rs), i, pod) {
         if (ctrl_owned_by(pod, "ReplicaSet", rs) && ctrl_pod_active(pod) && ctrl_pod_ready(x, pod))
             ready++;
     }
@@ -236,9 +245,9 @@ static int64_t rs_ready(struct ctrl *x, const json_t *rs)
 static int64_t rs_pods(struct ctrl *x, const json_t *rs)
 {
     int64_t n = 0;
-    const char *key;
+    size_t i;
     json_t *pod;
-    json_object_foreach(sched_informer_objects(x->inf, SCHED_POD), key, pod) {
+    json_array_foreach(owned_pods(x, rs), i, pod) {
         if (ctrl_owned_by(pod, "ReplicaSet", rs)) n++;
     }
     return n;
