@@ -195,11 +195,13 @@ static bool selected(const struct ctl *c, const json_t *obj)
     return ok;
 }
 
-static void emit(const struct ctl *c, enum sched_kind k, json_t **objs, size_t n, bool header)
+/* single: one named object (printed bare with -o json|yaml) rather than a List */
+static void emit(const struct ctl *c, enum sched_kind k, json_t **objs, size_t n, bool header,
+                 bool single)
 {
     const char *o = c->output;
     if (!strcmp(o, "json") || !strcmp(o, "yaml")) {
-        if (n == 1 && c->nargs >= 2) {
+        if (n == 1 && single) {
             ctl_print_obj(c, objs[0]);
             return;
         }
@@ -270,7 +272,7 @@ int ctl_get(struct ctl *c)
     } else if (m == 0 && !c->watch && !*c->output) {
         printf("No resources found.\n");
     } else {
-        emit(c, k, objs, m, true);
+        emit(c, k, objs, m, true, name != NULL);
     }
     for (size_t i = 0; i < m; i++) json_decref(objs[i]);
     free(objs);
@@ -304,7 +306,7 @@ int ctl_get(struct ctl *c)
                 continue;
             }
             json_t *o = sched_obj_from_kv(evs[i].kv.value, evs[i].kv.value_len, evs[i].kv.mod_rev);
-            if (o && selected(c, o)) emit(c, k, &o, 1, false);
+            if (o && selected(c, o)) emit(c, k, &o, 1, false, true);
             json_decref(o);
         }
         fflush(stdout);
