@@ -440,6 +440,8 @@ void node_free(struct node *n)
     node_bg_drain(n);              /* snapshot copies still being written */
     net_grpc_server_free(n->grpc); /* closes calls: their close callbacks detach waiters */
     node_watch_free_all(n);
+    while (n->ttl_waits)
+        node_lease_ttl_forget(n, n->ttl_waits);
     node_peers_free(n);
     while (n->whead) {
         struct waiter *w = n->whead;

@@ -227,6 +227,7 @@ struct node {
     /* MoveLeader calls waiting for the transfer */
     struct move_wait *moves;
     bool nospace_raised;
+    struct ttl_wait *ttl_waits;  /* LeaseTimeToLive asked of the leader */
     struct held_vote *held_votes; /* campaign requests waiting for our own leader-lost notice */
     bool leader_down;            /* the transport reported the current leader's connection lost */
     struct node_bg *bgs;         /* running background jobs */
@@ -291,6 +292,8 @@ void node_lease_renew_remote(struct node *n, uint64_t request_id, int64_t lease_
 /* svc_cluster.c / svc_lease.c: */
 void node_conf_forwarded(struct node *n, uint64_t from, const Plinthraftpb__ConfProposal *cp);
 void node_lease_renew_answer(struct node *n, uint64_t request_id, int64_t lease_id, int64_t ttl);
+void node_lease_ttl_peer(struct node *n, uint64_t from, const Plinthraftpb__LeaseTTL *m);
+void node_lease_ttl_forget(struct node *n, struct ttl_wait *t);
 
 /* ---- members.c ---------------------------------------------------------------------------- */
 struct node_member *node_member_find(struct node *n, uint64_t id);

@@ -593,6 +593,9 @@ static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
     case PLINTHRAFTPB__PEER_FRAME__BODY_RENEW:
         got_renew(n, from, f->renew);
         break;
+    case PLINTHRAFTPB__PEER_FRAME__BODY_TTL:
+        node_lease_ttl_peer(n, from, f->ttl);
+        break;
     default:
         break;
     }

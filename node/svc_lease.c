@@ -183,8 +183,11 @@ void node_lease_renew_answer(struct node *n, uint64_t request_id, int64_t lease_
     }
 }
 
+static void ttl_tick(struct node *n, int64_t now);
+
 void node_lease_tick(struct node *n, int64_t now)
 {
+    ttl_tick(n, now);
     struct renew_wait **pp = &n->renews;
     while (*pp) {
         struct renew_wait *rw = *pp;
@@ -199,9 +202,9 @@ void node_lease_tick(struct node *n, int64_t now)
 
 /* ---- reads ------------------------------------------------------------------------------ */
 
-static void lease_ttl_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
+/* Answers a TimeToLive from the local store (exact on the leader). */
+static void ttl_local(struct node *n, struct net_grpc_call *call, const uint8_t *msg, size_t len)
 {
-    struct node *n = ud;
     Etcdserverpb__LeaseTimeToLiveRequest *req = etcdserverpb__lease_time_to_live_request__unpack(NULL, len, msg);
     kv_result res = {0};
     int rc;
@@ -216,6 +219,152 @@ static void lease_ttl_h(struct net_grpc_call *call, const uint8_t *msg, size_t l
         node_reply_result(n, call, &res);
     kv_result_free(&res);
     etcdserverpb__lease_time_to_live_request__free_unpacked(req, NULL);
+}
+
+/* A TimeToLive asked of the leader on a client's behalf. */
+struct ttl_wait {
+    uint64_t request_id;
+    struct net_grpc_call *call;  /* NULL once the client went away */
+    uint8_t *req;
+    size_t req_len;
+    int64_t deadline_ms;
+    struct ttl_wait *next;
+};
+
+static void ttl_close(struct net_grpc_call *call, void *user, int err)
+{
+    struct ttl_wait *t = user;
+    (void)call;
+    (void)err;
+    if (t)
+        t->call = NULL;
+}
+
+static void ttl_wait_end(struct node *n, struct ttl_wait *t)
+{
+    struct ttl_wait **pp;
+    for (pp = &n->ttl_waits; *pp; pp = &(*pp)->next)
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    if (t->call) {
+        net_grpc_call_set_close_cb(t->call, NULL);
+        net_grpc_call_set_user(t->call, NULL);
+    }
+    free(t->req);
+    free(t);
+}
+
+void node_lease_ttl_forget(struct node *n, struct ttl_wait *t)
+{
+    ttl_wait_end(n, t);
+}
+
+static void send_ttl(struct node *n, uint64_t to, const Plinthraftpb__LeaseTTL *t)
+{
+    Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+    size_t len;
+    uint8_t *buf;
+    f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_TTL;
+    f.ttl = (Plinthraftpb__LeaseTTL *)t;
+    len = plinthraftpb__peer_frame__get_packed_size(&f);
+    buf = malloc(len ? len : 1);
+    if (!buf)
+        return;
+    plinthraftpb__peer_frame__pack(&f, buf);
+    net_peer_send(n->peers, to, buf, len);
+    free(buf);
+}
+
+static void lease_ttl_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
+{
+    struct node *n = ud;
+    Plinthraftpb__LeaseTTL q = PLINTHRAFTPB__LEASE_TTL__INIT;
+    struct ttl_wait *t;
+    if (node_is_leader(n) || raft_leader(n->raft) == RAFT_NONE) {
+        ttl_local(n, call, msg, len); /* without a leader: the full TTL, as etcd's followers */
+        return;
+    }
+    t = calloc(1, sizeof(*t));
+    if (!t || !(t->req = malloc(len ? len : 1))) {
+        free(t);
+        node_reply_status(call, ST_NO_MEMORY);
+        return;
+    }
+    if (len)
+        memcpy(t->req, msg, len);
+    t->req_len = len;
+    t->request_id = node_new_request_id(n);
+    t->call = call;
+    t->deadline_ms = node_now_ms() + 2 * (int64_t)n->cfg.election_ms;
+    t->next = n->ttl_waits;
+    n->ttl_waits = t;
+    net_grpc_call_set_user(call, t);
+    net_grpc_call_set_close_cb(call, ttl_close);
+    q.request_id = t->request_id;
+    q.request.data = t->req;
+    q.request.len = len;
+    send_ttl(n, raft_leader(n->raft), &q);
+}
+
+void node_lease_ttl_peer(struct node *n, uint64_t from, const Plinthraftpb__LeaseTTL *m)
+{
+    struct ttl_wait *t;
+    if (!m->answer) { /* we are asked, as the leader */
+        Plinthraftpb__LeaseTTL a = PLINTHRAFTPB__LEASE_TTL__INIT;
+        Etcdserverpb__LeaseTimeToLiveRequest *req =
+            etcdserverpb__lease_time_to_live_request__unpack(NULL, m->request.len, m->request.data);
+        kv_result res = {0};
+        uint8_t *buf = NULL;
+        a.request_id = m->request_id;
+        a.answer = true;
+        if (!node_is_leader(n) || !req ||
+            kv_lease_time_to_live(n->kv, req, node_now_ms(), &res) != 0 || res.err || !res.msg) {
+            a.not_leader = true;
+        } else {
+            size_t l = protobuf_c_message_get_packed_size(res.msg);
+            buf = malloc(l ? l : 1);
+            if (buf) {
+                protobuf_c_message_pack(res.msg, buf);
+                a.response.data = buf;
+                a.response.len = l;
+            } else {
+                a.not_leader = true;
+            }
+        }
+        send_ttl(n, from, &a);
+        free(buf);
+        kv_result_free(&res);
+        if (req)
+            etcdserverpb__lease_time_to_live_request__free_unpacked(req, NULL);
+        return;
+    }
+    for (t = n->ttl_waits; t; t = t->next)
+        if (t->request_id == m->request_id)
+            break;
+    if (!t)
+        return;
+    if (t->call) {
+        if (m->not_leader)
+            ttl_local(n, t->call, t->req, t->req_len);
+        else
+            net_grpc_call_reply(t->call, m->response.data, m->response.len);
+    }
+    ttl_wait_end(n, t);
+}
+
+static void ttl_tick(struct node *n, int64_t now)
+{
+    struct ttl_wait *t = n->ttl_waits, *next;
+    for (; t; t = next) {
+        next = t->next;
+        if (t->deadline_ms <= now || !t->call) {
+            if (t->call)
+                ttl_local(n, t->call, t->req, t->req_len);
+            ttl_wait_end(n, t);
+        }
+    }
 }
 
 static void lease_leases_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
