@@ -33,7 +33,7 @@ static void status_h(struct net_grpc_call *call, const uint8_t *msg, size_t len,
     Etcdserverpb__StatusResponse r = ETCDSERVERPB__STATUS_RESPONSE__INIT;
     Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
     struct node_member *self = node_member_find(n, n->id);
-    char *errs[2];
+    char *errs[8];
     kv_stats st;
     (void)msg;
     (void)len;
@@ -49,12 +49,26 @@ static void status_h(struct net_grpc_call *call, const uint8_t *msg, size_t len,
     r.raftterm = raft_term(n->raft);
     r.raftappliedindex = kv_applied_index(n->kv);
     r.islearner = self && self->learner;
-    if (st.alarm_nospace)
-        errs[r.n_errors++] = "memberID:0 alarm:NOSPACE";
-    if (st.alarm_corrupt)
-        errs[r.n_errors++] = "memberID:0 alarm:CORRUPT";
+    if (st.alarm_nospace || st.alarm_corrupt) { /* etcd's text: "memberID:<id> alarm:NOSPACE " */
+        kv_result ar = {0};
+        if (kv_alarms(n->kv, &ar) == 0 && !ar.err && ar.msg) {
+            Etcdserverpb__AlarmResponse *a = (Etcdserverpb__AlarmResponse *)ar.msg;
+            size_t i;
+            for (i = 0; i < a->n_alarms && r.n_errors < 8; i++) {
+                char *e = malloc(80);
+                if (!e)
+                    break;
+                snprintf(e, 80, "memberID:%" PRIu64 " alarm:%s ", a->alarms[i]->memberid,
+                         a->alarms[i]->alarm == ETCDSERVERPB__ALARM_TYPE__NOSPACE ? "NOSPACE" : "CORRUPT");
+                errs[r.n_errors++] = e;
+            }
+        }
+        kv_result_free(&ar);
+    }
     r.errors = errs;
     net_grpc_call_reply_msg(call, &r.base);
+    while (r.n_errors)
+        free(errs[--r.n_errors]);
 }
 
 /* ---- Alarm ------------------------------------------------------------------------------- */
