@@ -257,7 +257,8 @@ void gc_conn_send(struct gc_conn *k)
     }
     if (!nghttp2_session_want_read(k->ng) && !nghttp2_session_want_write(k->ng) &&
         evbuffer_get_length(bufferevent_get_output(k->bev)) == 0)
-        conn_fail(k, "connection to %s: closed by server (GOAWAY)", k->c->eps[k->ep].url);
+        conn_fail(k, "connection to %s: closed by server (%s)", k->c->eps[k->ep].url,
+                  k->goaway_err[0] ? k->goaway_err : "GOAWAY");
 }
 
 static ssize_t send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int flags,
@@ -323,6 +324,19 @@ static int frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         /* Streams above last_stream_id close with REFUSED_STREAM and are retried;
          * new calls go to a fresh connection. */
         k->goaway = true;
+        if (f->goaway.error_code != NGHTTP2_NO_ERROR) {
+            /* e.g. grpc-go's ENHANCE_YOUR_CALM "too_many_pings": say so when it closes */
+            size_t n = f->goaway.opaque_data_len < 64 ? f->goaway.opaque_data_len : 64;
+            char dbg[65];
+            for (size_t i = 0; i < n; i++) {
+                uint8_t ch = f->goaway.opaque_data[i];
+                dbg[i] = ch >= 32 && ch < 127 ? (char)ch : '?';
+            }
+            dbg[n] = 0;
+            snprintf(k->goaway_err, sizeof(k->goaway_err), "server sent GOAWAY %s%s%s%s",
+                     nghttp2_http2_strerror(f->goaway.error_code), n ? " \"" : "", dbg,
+                     n ? "\"" : "");
+        }
         if (k->c->conn == k)
             k->c->conn = NULL;
         gc_kick(k->c);
@@ -517,6 +531,8 @@ static void eventcb(struct bufferevent *bev, short events, void *arg)
         tls_error(bev, why, sizeof(why));
     if (!why[0] && (events & BEV_EVENT_ERROR) && se)
         snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(se));
+    if (!why[0] && k->goaway_err[0])
+        snprintf(why, sizeof(why), "%s", k->goaway_err);
     if (!why[0])
         snprintf(why, sizeof(why), "%s", (events & BEV_EVENT_EOF) ? "connection closed" :
                                           "connection error");

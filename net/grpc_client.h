@@ -132,7 +132,9 @@ struct net_grpc_client_opts {
     size_t max_recv_bytes;
     /* > 0: send an HTTP/2 PING after this many ms without reading anything while calls
      * are open, and drop the connection (calls fail UNAVAILABLE) when no PING ACK comes
-     * back within keepalive_timeout_ms (0 means 5000). 0 disables keepalive. */
+     * back within keepalive_timeout_ms (0 means 5000). 0 disables keepalive. etcd (grpc-go)
+     * answers pings more often than --grpc-keepalive-min-time (5 s) with GOAWAY
+     * "too_many_pings" and closes the connection: use 10000 or more against etcd. */
     int keepalive_ms;
     int keepalive_timeout_ms;
     /* Event loop to run on (borrowed, must outlive the client), or NULL for an internal

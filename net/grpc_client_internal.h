@@ -43,6 +43,7 @@ struct gc_conn {
     uint64_t ping_sent_ms;      /* 0 when no keepalive ping is outstanding */
     int nstreams;               /* calls attached */
     char err[256];              /* why it died */
+    char goaway_err[160];       /* the server's GOAWAY error, if it sent one with an error */
 };
 
 enum gc_kind { CALL_UNARY_RAW, CALL_UNARY_MSG, CALL_STREAM };
