@@ -336,6 +336,10 @@ static int frame_recv_cb(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
             snprintf(k->goaway_err, sizeof(k->goaway_err), "server sent GOAWAY %s%s%s%s",
                      nghttp2_http2_strerror(f->goaway.error_code), n ? " \"" : "", dbg,
                      n ? "\"" : "");
+            /* as grpc-go does: ping half as often from now on */
+            if (f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM && strstr(dbg, "too_many_pings") &&
+                k->c->ka_ms > 0 && k->c->ka_ms < 300000)
+                k->c->ka_ms *= 2;
         }
         if (k->c->conn == k)
             k->c->conn = NULL;

@@ -134,7 +134,8 @@ struct net_grpc_client_opts {
      * are open, and drop the connection (calls fail UNAVAILABLE) when no PING ACK comes
      * back within keepalive_timeout_ms (0 means 5000). 0 disables keepalive. etcd (grpc-go)
      * answers pings more often than --grpc-keepalive-min-time (5 s) with GOAWAY
-     * "too_many_pings" and closes the connection: use 10000 or more against etcd. */
+     * "too_many_pings" and closes the connection (its calls fail UNAVAILABLE); the client
+     * then doubles its interval, as grpc-go does. Use 10000 or more against etcd. */
     int keepalive_ms;
     int keepalive_timeout_ms;
     /* Event loop to run on (borrowed, must outlive the client), or NULL for an internal
