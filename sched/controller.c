@@ -154,7 +154,7 @@ int sched_controller_main(int argc, char **argv)
     sched_log("%s starting (endpoints %s, lease ttl %d s, eviction timeout %d ms)", c.name,
               c.endpoints, c.lease_ttl, x.eviction_timeout_ms);
     bool was_leader = false;
-    int lists = 0;
+    int lists = 0, compactions = 0;
     int64_t next_resync = 0;
     while (!sched_stopping()) {
         bool leader = sched_election_step(x.el);
@@ -163,6 +163,8 @@ int sched_controller_main(int argc, char **argv)
             was_leader = leader;
             x.leading_since = sched_now_ms();
             json_object_clear(x.node_seen);
+            /* start from a cache that shows every write of the previous leader */
+            if (leader) sched_informer_resync(x.inf);
         }
         if (x.uncertain) {
             sched_informer_resync(x.inf);
@@ -172,7 +174,10 @@ int sched_controller_main(int argc, char **argv)
         if (sched_informer_lists(x.inf) != lists) {
             lists = sched_informer_lists(x.inf);
             sched_log("cache listed at revision %lld%s", (long long)sched_informer_rev(x.inf),
-                      lists > 1 ? " (relist: the watch fell behind a compaction)" : "");
+                      sched_informer_compactions(x.inf) != compactions
+                          ? " (relist: the watch fell behind a compaction)"
+                          : lists > 1 ? " (relist)" : "");
+            compactions = sched_informer_compactions(x.inf);
         }
         if (!leader || !sched_informer_synced(x.inf)) continue;
         /* never act on a cache that does not yet show our own last write */

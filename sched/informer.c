@@ -15,7 +15,7 @@ struct sched_informer {
     struct sched_watch *w;
     int64_t rev;
     bool synced, must_list;
-    int lists;
+    int lists, compactions;
     int64_t retry_at;
 };
 
@@ -151,6 +151,7 @@ int sched_informer_poll(struct sched_informer *inf, int timeout_ms)
         /* once something arrived, only drain what is already there */
         int rc = sched_watch_next(inf->w, changed ? 0 : (int)(left > 0 ? left : 0), &evs, &n, NULL);
         if (rc == SCHED_ECOMPACTED) {
+            inf->compactions++;
             inf->must_list = true;
             sched_watch_close(inf->w);
             inf->w = NULL;
@@ -196,6 +197,11 @@ int64_t sched_informer_rev(const struct sched_informer *inf)
 int sched_informer_lists(const struct sched_informer *inf)
 {
     return inf->lists;
+}
+
+int sched_informer_compactions(const struct sched_informer *inf)
+{
+    return inf->compactions;
 }
 
 json_t *sched_informer_objects(const struct sched_informer *inf, enum sched_kind k)

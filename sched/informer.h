@@ -44,6 +44,9 @@ int64_t sched_informer_rev(const struct sched_informer *inf);
 /* How many times the informer has (re)listed; a relist after compaction increments it. */
 int sched_informer_lists(const struct sched_informer *inf);
 
+/* How many times the watch fell behind a compaction (each one causes a relist). */
+int sched_informer_compactions(const struct sched_informer *inf);
+
 /* Every cached object of a kind: a JSON object from store key to document (borrowed; valid
  * until the next poll). Documents carry metadata.resourceVersion. Never NULL. */
 json_t *sched_informer_objects(const struct sched_informer *inf, enum sched_kind k);

@@ -274,19 +274,25 @@ int sched_scheduler_main(int argc, char **argv)
     sched_signals_install();
     sched_log("%s starting (endpoints %s, lease ttl %d s)", c.name, c.endpoints, c.lease_ttl);
     bool was_leader = false;
-    int lists = 0;
+    int lists = 0, compactions = 0;
     int64_t last_stats = sched_now_ms();
     while (!sched_stopping()) {
         bool leader = sched_election_step(sc.el);
         if (leader != was_leader) {
             sched_log("%s", leader ? "acting as leader" : "standing by");
             was_leader = leader;
+            /* the previous leader's last binds may not have reached our cache yet; a list
+             * read now shows every write it could still make (its key is gone) */
+            if (leader) sched_informer_resync(sc.inf);
         }
         int rc = sched_informer_poll(sc.inf, leader ? 20 : 100);
         if (sched_informer_lists(sc.inf) != lists) {
             lists = sched_informer_lists(sc.inf);
             sched_log("cache listed at revision %lld%s", (long long)sched_informer_rev(sc.inf),
-                      lists > 1 ? " (relist: the watch fell behind a compaction)" : "");
+                      sched_informer_compactions(sc.inf) != compactions
+                          ? " (relist: the watch fell behind a compaction)"
+                          : lists > 1 ? " (relist)" : "");
+            compactions = sched_informer_compactions(sc.inf);
         }
         if (rc < 0 && c.verbose) sched_log("cache: %s", sched_store_errmsg(sc.s));
         if (leader && sched_informer_synced(sc.inf) &&

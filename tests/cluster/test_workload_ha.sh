@@ -102,7 +102,7 @@ check "compact the store at revision $rev" etcdctl_ compact "$rev"
 "$KUBECTL" kube check -w "${TLS[@]}" >"$D/checker.log" 2>&1 &
 CHECKER=$!; PIDS+=($CHECKER)
 kill -CONT "${PID_OF[$SB]}"
-relisted() { grep -q 'relist' "$D/$SB.log"; }
+relisted() { grep -q "fell behind a compaction" "$D/$SB.log"; }
 check "the resumed standby relists (its watch revision was compacted)" wait_for 20 relisted
 
 # --- the standby takes over with its relisted cache -----------------------------------
