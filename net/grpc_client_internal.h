@@ -1,5 +1,6 @@
-/* grpc_client_internal — the gRPC client's private types, shared by grpc_client.c (client,
- * connections, HTTP/2 session) and grpc_client_call.c (calls, streams, sync helpers). */
+/* grpc_client_internal — the gRPC client's private types, shared by grpc_client.c (the
+ * client), grpc_client_conn.c (connections, HTTP/2 session) and grpc_client_call.c (calls,
+ * streams, sync helpers). */
 #ifndef PLINTH_NET_GRPC_CLIENT_INTERNAL_H
 #define PLINTH_NET_GRPC_CLIENT_INTERNAL_H
 
@@ -135,7 +136,11 @@ struct net_grpc_client {
 /* grpc_client.c */
 uint64_t gc_now_ms(struct net_grpc_client *c);
 void gc_kick(struct net_grpc_client *c);
+
+/* grpc_client_conn.c */
 void gc_conn_send(struct gc_conn *k);
+void gc_conn_free(struct gc_conn *k);
+void gc_kick_cb(evutil_socket_t fd, short what, void *arg);
 int gc_copy_md(const char *const *md, char ***out);
 void gc_free_md(char **md);
 
