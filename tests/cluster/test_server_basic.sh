@@ -76,6 +76,35 @@ check "exactly one leader" test "$(echo "$st" | grep -c ', true, ')" = 1
 ep1=$(echo "$EPS" | cut -d, -f1)
 check "snapshot save" bash -c "ETCDCTL_API=3 etcdctl --endpoints=$ep1 $CERTS snapshot save $D/snap.db >/dev/null 2>&1 && [ -s $D/snap.db ]"
 
+# --- a fourth member joins (snapshot catch-up), then leaves ---------------------------------
+"$ROOT/scripts/certs.sh" "$D/certs" m4 >/dev/null 2>&1
+P4=0
+for try in $(seq 1 20); do
+    P4=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    (exec 3<>/dev/tcp/127.0.0.1/$P4) 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/$((P4 + 1))) 2>/dev/null || break
+done
+add=$(ctl member add m4 --peer-urls="https://127.0.0.1:$((P4 + 1))" 2>&1)
+check "member add" bash -c "echo '$add' | grep -q 'added to cluster'"
+M4ID=$(echo "$add" | awk '/added to cluster/ {print $2}')
+INIT="$(awk '{printf "%s%s=%s", (NR>1?",":""), $1, $3}' "$D/members"),m4=https://127.0.0.1:$((P4 + 1))"
+TOKEN=$(grep -o 'initial-cluster-token [^ ]*' "$D/m1.sh" | awk '{print $2}')
+"$PLINTH_BIN" --name m4 --data-dir "$D/m4" --listen-client-urls "https://127.0.0.1:$P4" \
+    --listen-peer-urls "https://127.0.0.1:$((P4 + 1))" --initial-advertise-peer-urls "https://127.0.0.1:$((P4 + 1))" \
+    --initial-cluster "$INIT" --initial-cluster-state existing --initial-cluster-token "$TOKEN" \
+    --cert-file "$D/certs/m4.pem" --key-file "$D/certs/m4-key.pem" --trusted-ca-file "$D/certs/ca.pem" --client-cert-auth \
+    --peer-cert-file "$D/certs/m4.pem" --peer-key-file "$D/certs/m4-key.pem" --peer-trusted-ca-file "$D/certs/ca.pem" \
+    --peer-client-cert-auth >"$D/m4.log" 2>&1 &
+M4PID=$!
+caught=0
+for i in $(seq 1 50); do
+    [ "$(ctl_at "https://127.0.0.1:$P4" get p/c --print-value-only --consistency=s 2>/dev/null)" = 3 ] && { caught=1; break; }
+    sleep 0.1
+done
+check "new member catches up" test $caught = 1
+check "member remove" bash -c "ETCDCTL_API=3 etcdctl --endpoints=$EPS $CERTS member remove $M4ID 2>&1 | grep -q removed"
+kill "$M4PID" 2>/dev/null; wait "$M4PID" 2>/dev/null
+check "member list back to 3" test "$(ctl member list 2>&1 | wc -l)" = 3
+
 # --- kill -9 the leader -----------------------------------------------------------------
 leader=""
 while read -r name c p m; do
