@@ -400,6 +400,7 @@ int node_snapshot_install(struct node *n, const struct raft_snapshot_meta *meta)
         node_log(n, LOG_ERROR, "snapshot at %" PRIu64 " to install, but its data is not here", meta->index);
         return KV_ENOTFOUND;
     }
+    node_bg_drain(n); /* no store copy may be running while the environment is replaced */
     rc = kv_restore(n->kv, si->path, &sm);
     si->ready = false;
     if (rc)
