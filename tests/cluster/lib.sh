@@ -344,3 +344,33 @@ cl_proxy_rules() {
 # cl_isolate I: drop every link between member I and the others.
 cl_isolate() { cl_proxy_rules "drop m$1 *"; }
 cl_heal() { cl_proxy_rules; }
+
+# ---- raw gRPC over h2 with curl ----------------------------------------------------------
+# cl_grpc I PATH FILE: posts FILE (a framed gRPC message) to member I's PATH over TLS h2 with
+# the client certificate; sets G_STATUS, G_MESSAGE (trailers, or headers for trailers-only
+# replies) and G_MS (elapsed milliseconds).
+cl_grpc() {
+    local i=$1 path=$2 file=$3 out t0
+    t0=$(date +%s%N)
+    out=$(curl -sS --http2 --max-time 10 --cacert "$CL_DIR/certs/ca.pem" \
+        --cert "$CL_DIR/certs/client.pem" --key "$CL_DIR/certs/client-key.pem" -X POST \
+        -H 'content-type: application/grpc' -H 'te: trailers' \
+        --data-binary "@$file" "$(cl_curl "$i")$path" -D - -o /dev/null 2>/dev/null | tr -d '\r')
+    G_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+    G_STATUS=$(echo "$out" | grep -i '^grpc-status:' | tail -1 | sed 's/^[^:]*: *//')
+    G_MESSAGE=$(echo "$out" | grep -i '^grpc-message:' | tail -1 | sed 's/^[^:]*: *//')
+    echo "# m$i $path -> grpc-status '${G_STATUS}' grpc-message '${G_MESSAGE}' (${G_MS} ms)"
+}
+
+# cl_frame FILE FORMAT [ARGS]: writes one uncompressed gRPC message whose body is
+# printf FORMAT ARGS (escapes like \x0a allowed).
+cl_frame() {
+    local f=$1; shift
+    local body n; body=$(mktemp)
+    # shellcheck disable=SC2059
+    printf "$@" >"$body"
+    n=$(stat -c %s "$body")
+    printf '\x00' >"$f"
+    printf "\\x$(printf %02x $((n >> 24 & 255)))\\x$(printf %02x $((n >> 16 & 255)))\\x$(printf %02x $((n >> 8 & 255)))\\x$(printf %02x $((n & 255)))" >>"$f"
+    cat "$body" >>"$f"; rm -f "$body"
+}

@@ -30,26 +30,8 @@ serves() { # a fresh put and a linearizable get through etcdctl
 }
 cl_check "it serves put and get" serves
 
-# grpc PATH FILE: posts FILE as a gRPC request body over h2 with the client certificate;
-# sets G_STATUS and G_MESSAGE from the trailers (or headers, for trailers-only replies).
-grpc() {
-    local out
-    out=$(curl -sS --http2 --max-time 10 --cacert "$C/ca.pem" --cert "$C/client.pem" \
-        --key "$C/client-key.pem" -X POST -H 'content-type: application/grpc' -H 'te: trailers' \
-        --data-binary "@$2" "$(cl_curl 1)$1" -D - -o /dev/null 2>/dev/null | tr -d '\r')
-    G_STATUS=$(echo "$out" | grep -i '^grpc-status:' | tail -1 | sed 's/^[^:]*: *//')
-    G_MESSAGE=$(echo "$out" | grep -i '^grpc-message:' | tail -1 | sed 's/^[^:]*: *//')
-    echo "# $1 -> grpc-status '${G_STATUS}' grpc-message '${G_MESSAGE}'"
-}
-frame() { # FILE BYTES...: writes a gRPC message "0 len body" from printf-escaped body
-    local f=$1; shift
-    local body; body=$(mktemp)
-    printf "$@" >"$body"
-    local n; n=$(stat -c %s "$body")
-    printf '\x00' >"$f"
-    printf "\\x$(printf %02x $((n >> 24 & 255)))\\x$(printf %02x $((n >> 16 & 255)))\\x$(printf %02x $((n >> 8 & 255)))\\x$(printf %02x $((n & 255)))" >>"$f"
-    cat "$body" >>"$f"; rm -f "$body"
-}
+grpc() { cl_grpc 1 "$@"; }
+frame() { cl_frame "$@"; }
 code_is() { # WANT_PLINTH WANT_ETCD
     if [ $IS_ETCD = 1 ]; then [ "$G_STATUS" = "$2" ]; else [ "$G_STATUS" = "$1" ]; fi
 }
