@@ -107,12 +107,58 @@ static json_t *node_doc(struct agent *a, const char *name)
     return n;
 }
 
+/* A pipelined batch of writes the agent owns the strings of. */
+struct wbatch {
+    struct sched_write *w;
+    char **keys, **vals;
+    size_t n, cap;
+};
+
+static void wb_add(struct wbatch *b, const char *key, char *val, int64_t expect, int64_t lease)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        b->w = realloc(b->w, cap * sizeof(*b->w));
+        b->keys = realloc(b->keys, cap * sizeof(*b->keys));
+        b->vals = realloc(b->vals, cap * sizeof(*b->vals));
+        b->cap = cap;
+    }
+    b->keys[b->n] = strdup(key);
+    b->vals[b->n] = val;
+    b->w[b->n] = (struct sched_write){.key = b->keys[b->n], .value = val, .len = val ? strlen(val) : 0,
+                                      .expect_mod = expect, .lease = lease};
+    b->n++;
+}
+
+/* Sends the batch; returns the first failure (0 when all succeeded) and frees it. */
+static int wb_send(struct agent *a, struct wbatch *b, const char *what)
+{
+    int rc = 0;
+    if (b->n) sched_store_write_batch(a->s, b->w, b->n, NULL);
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->w[i].rc && !rc) {
+            rc = b->w[i].rc;
+            sched_log("%s %s: %s", what, b->keys[i], sched_store_errmsg(a->s));
+        }
+        free(b->keys[i]);
+        free(b->vals[i]);
+    }
+    free(b->w);
+    free(b->keys);
+    free(b->vals);
+    memset(b, 0, sizeof(*b));
+    return rc;
+}
+
 /* Creates or refreshes each Node object; marks it Ready. Returns 0 or a store error. */
 static int register_nodes(struct agent *a)
 {
     const char *name;
     json_t *v;
-    int rc = 0;
+    struct wbatch b = {0};
+    size_t fresh_nodes = 0;
+    char now[32];
+    sched_now_rfc3339(now, sizeof(now));
     json_object_foreach(a->nodes, name, v) {
         json_t *cur = sched_informer_get(a->inf, SCHED_NODE, NULL, name);
         json_t *doc;
@@ -126,11 +172,16 @@ static int register_nodes(struct agent *a)
             json_decref(fresh);
         } else {
             doc = node_doc(a, name);
+            char uid[33];
+            sched_new_uid(uid);
+            sched_obj_set(doc, "metadata.uid", json_string(uid));
+            sched_obj_set(doc, "metadata.creationTimestamp", json_string(now));
         }
         char err[256];
         if (sched_obj_validate(doc, err, sizeof(err))) {
             sched_log("node %s: %s", name, err);
             json_decref(doc);
+            wb_send(a, &b, "register node");
             return SCHED_EINVAL;
         }
         sched_condition_set(doc, "Ready", "True", "AgentReady", "plinth-agent is posting ready status");
@@ -138,15 +189,14 @@ static int register_nodes(struct agent *a)
             json_decref(doc);
             continue;
         }
-        int r = cur ? sched_store_update_obj(a->s, doc, NULL) : sched_store_create_obj(a->s, doc, NULL);
-        if (r) {
-            sched_log("register node %s: %s", name, sched_store_errmsg(a->s));
-            rc = r;
-        } else if (!cur) {
-            sched_log("registered node %s", name);
-        }
+        char key[SCHED_KEY_MAX];
+        sched_key(SCHED_NODE, NULL, name, key, sizeof(key));
+        wb_add(&b, key, sched_obj_encode(doc), cur ? sched_obj_rev(cur) : 0, 0);
+        fresh_nodes += !cur;
         json_decref(doc);
     }
+    int rc = wb_send(a, &b, "register node");
+    if (fresh_nodes) sched_log("registered %zu node(s)", fresh_nodes);
     return rc;
 }
 
@@ -155,19 +205,16 @@ static int put_leases(struct agent *a)
     const char *name;
     json_t *v;
     char now[32], key[SCHED_KEY_MAX];
+    struct wbatch b = {0};
     sched_now_rfc3339(now, sizeof(now));
     json_object_foreach(a->nodes, name, v) {
         snprintf(key, sizeof(key), "/registry/leases/%s", name);
-        char *val = NULL;
         json_t *doc = json_pack("{ss ss si}", "holderIdentity", name, "renewTime", now,
                                 "leaseDurationSeconds", a->c->lease_ttl);
-        val = json_dumps(doc, JSON_COMPACT);
+        wb_add(&b, key, json_dumps(doc, JSON_COMPACT), -1, a->lease);
         json_decref(doc);
-        int rc = sched_store_put(a->s, key, val, strlen(val), -1, a->lease, NULL, NULL);
-        free(val);
-        if (rc) return rc;
     }
-    return 0;
+    return wb_send(a, &b, "node lease");
 }
 
 /* Keeps the node lease alive; re-registers after it was lost. */

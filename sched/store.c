@@ -390,7 +390,7 @@ int sched_store_write_batch(struct sched_store *s, struct sched_write *w, size_t
     if (!slots) return SCHED_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         struct txn_msg m;
-        txn_build(&m, w[i].key, w[i].del, w[i].value, w[i].len, w[i].expect_mod, 0, fence);
+        txn_build(&m, w[i].key, w[i].del, w[i].value, w[i].len, w[i].expect_mod, w[i].lease, fence);
         slots[i] = (struct batch_slot){s, &w[i], fence, &pending};
         w[i].rc = SCHED_ESTORE;
         w[i].new_rev = 0;

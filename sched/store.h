@@ -97,6 +97,7 @@ struct sched_write {
     size_t len;
     int64_t expect_mod;
     bool del;
+    int64_t lease;  /* lease to attach to a put (0: none) */
     int rc;
     int64_t new_rev;
 };
