@@ -77,436 +77,6 @@ struct node_status node_can_serve(const struct node *n, bool write)
     return ST_OK;
 }
 
-/* ---- request ids and waiters ------------------------------------------------------- */
-
-uint64_t node_new_request_id(struct node *n)
-{
-    uint64_t low = (n->next_req_id + 1) & 0xffffffffffffULL;
-    n->next_req_id = (n->next_req_id & ~0xffffffffffffULL) | low;
-    return n->next_req_id;
-}
-
-static size_t wbucket(uint64_t id)
-{
-    return (size_t)((id ^ (id >> 29)) % WAITER_BUCKETS);
-}
-
-struct waiter *waiter_find_pub(struct node *n, uint64_t id);
-static struct waiter *waiter_find(struct node *n, uint64_t id)
-{
-    struct waiter *w;
-    for (w = n->wbucket[wbucket(id)]; w; w = w->hnext)
-        if (w->id == id)
-            return w;
-    return NULL;
-}
-
-struct waiter *waiter_find_pub(struct node *n, uint64_t id)
-{
-    return waiter_find(n, id);
-}
-
-static void waiter_unlink(struct node *n, struct waiter *w)
-{
-    struct waiter **pp = &n->wbucket[wbucket(w->id)];
-    while (*pp && *pp != w)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = w->hnext;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        n->whead = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        n->wtail = w->prev;
-    n->n_waiters--;
-    n->metrics.proposals_pending = n->n_waiters;
-}
-
-static void waiter_close_cb(struct net_grpc_call *call, void *user, int err)
-{
-    struct waiter *w = user;
-    (void)call;
-    (void)err;
-    if (w)
-        w->call = NULL;
-}
-
-/* Finishes a waiter: runs done, then frees it. */
-static void waiter_finish(struct node *n, struct waiter *w, struct node_status st, kv_result *res)
-{
-    waiter_unlink(n, w);
-    if (st.code)
-        n->metrics.proposals_failed++;
-    if (w->done)
-        w->done(n, w, st, res);
-    if (w->call) {
-        net_grpc_call_set_close_cb(w->call, NULL);
-        net_grpc_call_set_user(w->call, NULL);
-    }
-    free(w->data);
-    free(w);
-}
-
-void node_waiter_fail(struct node *n, struct waiter *w, struct node_status st)
-{
-    waiter_finish(n, w, st, NULL);
-}
-
-struct waiter *node_waiter_add(struct node *n, uint64_t id, struct net_grpc_call *call,
-                               waiter_done_fn done, void *arg)
-{
-    struct waiter *w = calloc(1, sizeof(*w));
-    if (!w) {
-        if (call)
-            node_reply_status(call, ST_NO_MEMORY);
-        return NULL;
-    }
-    w->id = id;
-    w->call = call;
-    w->done = done;
-    w->arg = arg;
-    w->deadline_ms = node_now_ms() + 5000 + 2 * (int64_t)n->cfg.election_ms;
-    w->hnext = n->wbucket[wbucket(id)];
-    n->wbucket[wbucket(id)] = w;
-    w->prev = n->wtail;
-    if (n->wtail)
-        n->wtail->next = w;
-    else
-        n->whead = w;
-    n->wtail = w;
-    n->n_waiters++;
-    n->metrics.proposals_pending = n->n_waiters;
-    if (call) {
-        net_grpc_call_set_user(call, w);
-        net_grpc_call_set_close_cb(call, waiter_close_cb);
-    }
-    return w;
-}
-
-struct waiter *node_propose(struct node *n, uint64_t id, uint8_t *data, size_t len,
-                            struct net_grpc_call *call, waiter_done_fn done, void *arg)
-{
-    struct waiter *w = node_waiter_add(n, id, call, done, arg);
-    if (!w) {
-        free(data);
-        return NULL;
-    }
-    w->data = data;
-    w->len = len;
-    if (n->n_props == n->cap_props) {
-        size_t c = n->cap_props ? 2 * n->cap_props : 64;
-        struct waiter **p = realloc(n->props, c * sizeof(*p));
-        if (!p) {
-            waiter_finish(n, w, ST_NO_MEMORY, NULL);
-            return NULL;
-        }
-        n->props = p;
-        n->cap_props = c;
-    }
-    n->props[n->n_props++] = w;
-    w->queued = true;
-    node_kick(n);
-    return w;
-}
-
-/* A forwarded proposal came back refused: propose it again if a leader is known, or
- * fail it. */
-void node_forward_refused(struct node *n, const uint64_t *ids, size_t count, int reason)
-{
-    size_t i;
-    for (i = 0; i < count; i++) {
-        struct waiter *w = waiter_find(n, ids[i]);
-        if (!w || w->queued)
-            continue;
-        if (reason == 3) {
-            waiter_finish(n, w, ST_LEARNER_NOT_READY, NULL);
-        } else if (reason == 4) {
-            waiter_finish(n, w, ST_MEMBER_NOT_FOUND, NULL);
-        } else if (reason == 5) {
-            waiter_finish(n, w, ST_MEMBER_EXIST, NULL);
-        } else if (++w->tries > 5) {
-            waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
-        } else if (n->n_props < n->cap_props) {
-            n->props[n->n_props++] = w;
-            w->queued = true;
-        } else {
-            waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
-        }
-    }
-    node_kick(n);
-}
-
-/* Sends or proposes the waiters gathered since the last turn, and the proposals that
- * followers forwarded to us. */
-static void flush_proposals(struct node *n)
-{
-    struct raft_buf *bufs;
-    size_t i, k = 0, total;
-    raft_index_t first = 0;
-    int rc;
-
-    if (n->n_props == 0 && n->n_fwd == 0)
-        return;
-    if (!node_is_leader(n)) {
-        if (n->n_fwd) { /* we lost leadership since they arrived; their senders retry */
-            for (i = 0; i < n->n_fwd; i++)
-                free((void *)n->fwd[i].base);
-            n->n_fwd = 0;
-        }
-        if (raft_leader(n->raft) == RAFT_NONE) {
-            for (i = 0; i < n->n_props; i++) {
-                n->props[i]->queued = false;
-                waiter_finish(n, n->props[i], ST_NO_LEADER, NULL);
-            }
-        } else {
-            for (i = 0; i < n->n_props; i++)
-                n->props[i]->queued = false;
-            node_forward(n, n->props, n->n_props);
-            n->metrics.entries_forwarded += n->n_props;
-        }
-        n->n_props = 0;
-        return;
-    }
-    total = n->n_props + n->n_fwd;
-    bufs = malloc(total * sizeof(*bufs));
-    if (!bufs)
-        return; /* retry next turn */
-    for (i = 0; i < n->n_props; i++) {
-        bufs[k].base = n->props[i]->data;
-        bufs[k++].len = n->props[i]->len;
-    }
-    for (i = 0; i < n->n_fwd; i++)
-        bufs[k++] = n->fwd[i];
-    rc = raft_propose(n->raft, bufs, total, &first);
-    free(bufs);
-    if (rc == 0)
-        n->metrics.entries_proposed += total;
-    if (rc == RAFT_EBUSY)
-        return; /* leadership transfer in progress: keep them for the next turn */
-    for (i = 0; i < n->n_fwd; i++)
-        free((void *)n->fwd[i].base);
-    n->n_fwd = 0;
-    for (i = 0; i < n->n_props; i++) {
-        struct waiter *w = n->props[i];
-        w->queued = false;
-        if (rc == 0) {
-            w->index = first + i;
-            w->term = raft_term(n->raft);
-        } else {
-            waiter_finish(n, w, rc == RAFT_ENOTLEADER ? ST_LEADER_CHANGED : ST_NO_MEMORY, NULL);
-        }
-    }
-    n->n_props = 0;
-}
-
-/* Proposals forwarded by a follower (data copied). */
-void node_accept_forward(struct node *n, uint64_t from, const ProtobufCBinaryData *data,
-                         const uint64_t *ids, size_t count)
-{
-    size_t i;
-    if (!node_is_leader(n)) {
-        node_forward_refuse(n, from, ids, count, 1);
-        return;
-    }
-    for (i = 0; i < count; i++) {
-        void *copy;
-        if (n->n_fwd == n->cap_fwd) {
-            size_t c = n->cap_fwd ? 2 * n->cap_fwd : 64;
-            struct raft_buf *p = realloc(n->fwd, c * sizeof(*p));
-            if (!p)
-                break;
-            n->fwd = p;
-            n->cap_fwd = c;
-        }
-        copy = malloc(data[i].len ? data[i].len : 1);
-        if (!copy)
-            break;
-        if (data[i].len)
-            memcpy(copy, data[i].data, data[i].len);
-        n->fwd[n->n_fwd].base = copy;
-        n->fwd[n->n_fwd++].len = data[i].len;
-    }
-    node_kick(n);
-}
-
-void node_waiter_detach_call(struct node *n, struct net_grpc_call *call)
-{
-    struct waiter *w;
-    for (w = n->whead; w; w = w->next)
-        if (w->call == call)
-            w->call = NULL;
-}
-
-/* ---- reads -------------------------------------------------------------------------- */
-
-static void read_close_cb(struct net_grpc_call *call, void *user, int err)
-{
-    struct read_req *r = user;
-    (void)call;
-    (void)err;
-    if (r)
-        r->call = NULL;
-}
-
-void node_read(struct node *n, struct net_grpc_call *call, read_serve_fn serve, void *arg)
-{
-    struct read_req *r = calloc(1, sizeof(*r));
-    if (!r) {
-        serve(n, &(struct read_req){.call = call, .arg = arg}, ST_NO_MEMORY);
-        return;
-    }
-    r->call = call;
-    r->serve = serve;
-    r->arg = arg;
-    r->deadline_ms = node_now_ms() + 5000 + 2 * (int64_t)n->cfg.election_ms;
-    if (call) {
-        net_grpc_call_set_user(call, r);
-        net_grpc_call_set_close_cb(call, read_close_cb);
-    }
-    *n->reads_pending_tail = r;
-    n->reads_pending_tail = &r->next;
-    n->n_reads_pending++;
-    node_kick(n);
-}
-
-static void read_finish(struct node *n, struct read_req *r, struct node_status st)
-{
-    if (r->call) {
-        net_grpc_call_set_close_cb(r->call, NULL);
-        net_grpc_call_set_user(r->call, NULL);
-    }
-    r->serve(n, r, st);
-    free(r);
-}
-
-static void reads_fail(struct node *n, struct read_req *list, struct node_status st)
-{
-    while (list) {
-        struct read_req *next = list->next;
-        read_finish(n, list, st);
-        list = next;
-    }
-}
-
-/* One ReadIndex round for every read gathered since the last one (etcd#7109: batch). */
-static void issue_reads(struct node *n)
-{
-    struct read_round *rr, **tail;
-    uint8_t ctx[8];
-    int rc, i;
-
-    if (!n->reads_pending)
-        return;
-    if (raft_leader(n->raft) == RAFT_NONE) {
-        struct read_req *list = n->reads_pending;
-        n->reads_pending = NULL;
-        n->reads_pending_tail = &n->reads_pending;
-        n->n_reads_pending = 0;
-        reads_fail(n, list, ST_NO_LEADER);
-        return;
-    }
-    rr = calloc(1, sizeof(*rr));
-    if (!rr)
-        return;
-    rr->seq = ++n->read_seq;
-    for (i = 0; i < 8; i++)
-        ctx[i] = (uint8_t)(rr->seq >> (56 - 8 * i));
-    rc = raft_read_index(n->raft, (struct raft_buf){ctx, 8});
-    if (rc) {
-        struct read_req *list = n->reads_pending;
-        free(rr);
-        n->reads_pending = NULL;
-        n->reads_pending_tail = &n->reads_pending;
-        n->n_reads_pending = 0;
-        reads_fail(n, list, rc == RAFT_ENOLEADER ? ST_NO_LEADER : ST_NO_MEMORY);
-        return;
-    }
-    n->metrics.read_indexes++;
-    rr->issued_ms = node_now_ms();
-    rr->reads = n->reads_pending;
-    n->reads_pending = NULL;
-    n->reads_pending_tail = &n->reads_pending;
-    n->n_reads_pending = 0;
-    for (tail = &n->rounds; *tail; tail = &(*tail)->next)
-        ;
-    *tail = rr;
-}
-
-static void reads_answered(struct node *n, const struct raft_read_state *rs, size_t count)
-{
-    size_t i;
-    for (i = 0; i < count; i++) {
-        struct read_round *rr;
-        uint64_t seq = 0;
-        int k;
-        if (rs[i].ctx.len != 8)
-            continue;
-        for (k = 0; k < 8; k++)
-            seq = seq << 8 | ((const uint8_t *)rs[i].ctx.base)[k];
-        for (rr = n->rounds; rr; rr = rr->next)
-            if (rr->seq == seq && rr->index == 0)
-                rr->index = rs[i].index ? rs[i].index : 1;
-    }
-}
-
-/* Serves every round whose index is applied. */
-static void serve_reads(struct node *n)
-{
-    struct read_round **pp = &n->rounds;
-    uint64_t applied = kv_applied_index(n->kv);
-    while (*pp) {
-        struct read_round *rr = *pp;
-        if (rr->index && rr->index <= applied) {
-            *pp = rr->next;
-            reads_fail(n, rr->reads, ST_OK);
-            free(rr);
-        } else {
-            pp = &rr->next;
-        }
-    }
-}
-
-/* Reads time out; lost rounds (a leader change) are issued again. */
-static void reads_tick(struct node *n, int64_t now)
-{
-    struct read_round **pp = &n->rounds;
-    while (*pp) {
-        struct read_round *rr = *pp;
-        struct read_req **rp = &rr->reads;
-        while (*rp) { /* expired reads */
-            struct read_req *r = *rp;
-            if (r->deadline_ms <= now || !r->call) {
-                *rp = r->next;
-                read_finish(n, r, r->call ? ST_TIMEOUT : ST_STOPPED);
-            } else {
-                rp = &r->next;
-            }
-        }
-        if (!rr->reads) {
-            *pp = rr->next;
-            free(rr);
-            continue;
-        }
-        if (rr->index == 0 && now - rr->issued_ms > (int64_t)n->cfg.election_ms) {
-            /* the answer is lost: put its reads back in front of the pending ones */
-            struct read_req *last = rr->reads;
-            while (last->next)
-                last = last->next;
-            last->next = n->reads_pending;
-            if (!n->reads_pending)
-                n->reads_pending_tail = &last->next;
-            n->reads_pending = rr->reads;
-            *pp = rr->next;
-            free(rr);
-            continue;
-        }
-        pp = &rr->next;
-    }
-}
-
 /* ---- the turn ------------------------------------------------------------------------ */
 
 static int done_push(struct turn_state *ts, struct waiter *w, kv_result *res, bool own)
@@ -559,7 +129,7 @@ static int apply_entry(struct node *n, kv_wtxn *w, const struct raft_entry *e, s
         }
         rc = kv_apply(w, e->index, e->term, req, &res);
         if (rc == 0) {
-            struct waiter *wt = waiter_find(n, req->id);
+            struct waiter *wt = waiter_find_pub(n, req->id);
             if (wt) {
                 if (done_push(ts, wt, &res, false) < 0)
                     kv_result_free(&res);
@@ -748,7 +318,7 @@ static void process_ready(struct node *n, struct turn_state *ts)
     /* 4. answer the clients, serve reads, start snapshot transfers */
     for (i = 0; i < ts->n_done; i++) {
         struct waiter *w = ts->done[i].w;
-        waiter_finish(n, w, ST_OK, ts->done[i].own ? NULL : &ts->done[i].res);
+        node_waiter_finish(n, w, ST_OK, ts->done[i].own ? NULL : &ts->done[i].res);
         kv_result_free(&ts->done[i].res);
     }
     ts->n_done = 0;
@@ -758,10 +328,10 @@ static void process_ready(struct node *n, struct turn_state *ts)
         for (; w; w = next) {
             next = w->next;
             if (w->index && w->index <= n->applied)
-                waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
+                node_waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
         }
     }
-    reads_answered(n, rd.reads, rd.n_reads);
+    node_reads_answered(n, rd.reads, rd.n_reads);
     for (i = 0; i < ts->n_snaps; i++)
         node_snapshots_start(n, ts->snaps[i]);
     raft_advance(n->raft, &rd);
@@ -822,11 +392,11 @@ void node_turn(struct node *n)
     n->in_turn = true;
     if (n->held_votes && node_release_votes(n))
         event_base_once(n->base, -1, EV_TIMEOUT, retry_turn, n, &(struct timeval){0, 2000});
-    flush_proposals(n);
-    issue_reads(n);
+    node_flush_proposals(n);
+    node_issue_reads(n);
     while (raft_has_ready(n->raft))
         process_ready(n, &ts);
-    serve_reads(n);
+    node_serve_reads(n);
     more = kv_watch_notify(n->kv);
     maybe_compact(n);
     n->in_turn = false;
@@ -847,9 +417,9 @@ void node_tick(struct node *n)
         next = w->next;
         if (w->queued || w->deadline_ms > now)
             continue;
-        waiter_finish(n, w, n->leader == RAFT_NONE ? ST_TIMEOUT_LEADER_FAIL : ST_TIMEOUT, NULL);
+        node_waiter_finish(n, w, n->leader == RAFT_NONE ? ST_TIMEOUT_LEADER_FAIL : ST_TIMEOUT, NULL);
     }
-    reads_tick(n, now);
+    node_reads_tick(n, now);
     if (node_is_leader(n)) {
         kv_lease_id_t ids[16];
         size_t k, m = kv_lease_expired(n->kv, now, ids, 16);

@@ -271,6 +271,12 @@ void node_read(struct node *n, struct net_grpc_call *call, read_serve_fn serve, 
 struct node_status node_can_serve(const struct node *n, bool write);
 bool node_is_leader(const struct node *n);
 struct waiter *waiter_find_pub(struct node *n, uint64_t id);
+void node_waiter_finish(struct node *n, struct waiter *w, struct node_status st, kv_result *res);
+void node_flush_proposals(struct node *n);           /* propose.c */
+void node_issue_reads(struct node *n);               /* reads.c */
+void node_reads_answered(struct node *n, const struct raft_read_state *rs, size_t count);
+void node_serve_reads(struct node *n);
+void node_reads_tick(struct node *n, int64_t now);
 void turn_done_own(struct turn_state *ts, struct waiter *w);
 void node_forward_refused(struct node *n, const uint64_t *ids, size_t count, int reason);
 void node_accept_forward(struct node *n, uint64_t from, const ProtobufCBinaryData *data,
@@ -287,6 +293,11 @@ void node_peers_ping(struct node *n);
 void node_peers_sync(struct node *n);            /* add/remove transport peers per members */
 void node_peers_free(struct node *n);
 bool node_release_votes(struct node *n);
+/* snapshot.c */
+void node_snap_out_free(struct snap_out *s);
+void node_snap_in_reset(struct node *n);
+void node_snap_receive(struct node *n, uint64_t from, const Plinthraftpb__SnapshotChunk *c);
+void node_snap_pump(evutil_socket_t fd, short what, void *arg);
 void node_forward_conf(struct node *n, uint64_t request_id, const struct raft_conf_change *cc);
 void node_lease_renew_remote(struct node *n, uint64_t request_id, int64_t lease_id);
 /* svc_cluster.c / svc_lease.c: */
