@@ -242,6 +242,30 @@ check "history shows revision 3 (v1 again)" hist
 v1() { kube get deployment web -o yaml | grep -q 'plinth/sleep:v1'; }
 check "the template is v1 again" v1
 
+# --- 5b. revision history limit ---------------------------------------------------------
+hist_yaml() { # version
+    cat <<EOF
+kind: Deployment
+metadata: {name: hist}
+spec:
+  replicas: 1
+  revisionHistoryLimit: 1
+  selector: {matchLabels: {app: hist}}
+  template:
+    metadata: {labels: {app: hist}}
+    spec: {containers: [{name: c, image: "plinth/sleep:$1", command: [sleep, "3600"]}]}
+EOF
+}
+for v in 1 2 3 4; do
+    hist_yaml $v >"$D/hist.yaml"
+    kube apply -f "$D/hist.yaml" >/dev/null && kube rollout status deployment/hist --timeout 30 >/dev/null
+done
+two_rs() { [ "$(kube get rs | grep -c '^hist-')" -eq 2 ]; }
+check "revisionHistoryLimit 1 keeps the current and one old ReplicaSet after 4 versions" wait_for 10 two_rs
+last_two() { kube rollout history deployment/hist | awk 'NR > 2 { print $1 }' | tr '\n' ' ' | grep -qx '3 4 '; }
+check "the history holds revisions 3 and 4" last_two
+kube delete deployment hist >/dev/null
+
 # --- 6. a pod that fits nowhere stays Pending with its reason ------------------------
 kube run huge --image plinth/sleep --requests cpu=64 -- sleep 3600 >/dev/null
 unsched() { kube get pod huge -o yaml | grep -q 'Insufficient cpu'; }
