@@ -400,7 +400,8 @@ static int parse(struct ctl *c, int argc, char **argv, const char **verb)
                                          "--namespace", "-o", "--output", "-f", "--filename",
                                          "-l", "--selector", "--image", "--replicas",
                                          "--to-revision", "--restart", "--requests", "--labels",
-                                         "--timeout", "--command-timeout", "--dial-timeout"};
+                                         "--timeout", "--command-timeout", "--dial-timeout",
+                                         "--write-out"};
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         if (!strcmp(a, "--")) {
@@ -409,7 +410,19 @@ static int parse(struct ctl *c, int argc, char **argv, const char **verb)
             break;
         }
         if (!strcmp(a, "-A") || !strcmp(a, "--all-namespaces")) { c->all_ns = true; continue; }
-        if (!strcmp(a, "-w") || !strcmp(a, "--watch")) { c->watch = true; continue; }
+        if (!strcmp(a, "-w") || !strcmp(a, "--watch")) {
+            /* plinthctl's global "-w FORMAT" (etcdctl's --write-out) may come through too */
+            const char *nx = i + 1 < argc ? argv[i + 1] : "";
+            if (!strcmp(a, "-w") && (!strcmp(nx, "json") || !strcmp(nx, "yaml") ||
+                                     !strcmp(nx, "table") || !strcmp(nx, "simple"))) {
+                c->output = strcmp(nx, "json") && strcmp(nx, "yaml") ? "" : nx;
+                i++;
+            } else {
+                c->watch = true;
+            }
+            continue;
+        }
+        if (!strcmp(a, "--hex")) continue; /* a plinthctl global without meaning here */
         if (!strcmp(a, "--command")) continue; /* kubectl's "--command -- CMD" */
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
         int which = -1;
@@ -443,6 +456,9 @@ static int parse(struct ctl *c, int argc, char **argv, const char **verb)
             case 16: c->requests = val; break;
             case 17: c->labels = val; break;
             case 18: c->wait_s = atof(val); break;
+            case 21:
+                c->output = strcmp(val, "json") && strcmp(val, "yaml") ? "" : val;
+                break;
             case 19: case 20: {
                 /* etcdctl style "5s" or plain milliseconds */
                 char *end;
@@ -470,6 +486,10 @@ int sched_ctl_main(int argc, char **argv)
     const char *env = getenv("PLINTHCTL_ENDPOINTS");
     if (!env) env = getenv("ETCDCTL_ENDPOINTS");
     if (env && *env) c.endpoints = env;
+    /* the same environment plinthctl and etcdctl read */
+    if ((env = getenv("ETCDCTL_CACERT")) && *env) c.cacert = env;
+    if ((env = getenv("ETCDCTL_CERT")) && *env) c.cert = env;
+    if ((env = getenv("ETCDCTL_KEY")) && *env) c.key = env;
     if (parse(&c, argc, argv, &verb)) return 2;
     if (!verb) {
         usage(stderr);
