@@ -46,6 +46,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         stop_check(n, now);
     node_cluster_tick(n, now);
     node_housekeeping_tick(n, now);
+    node_peers_sync(n); /* forgets peers that left, once told */
     if (n->removed && !n->stopping) {
         n->stopping = true;
         event_base_loopexit(n->base, NULL);

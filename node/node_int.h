@@ -206,6 +206,7 @@ struct node {
     void *stop_ud;
 
     uint64_t peer_ids[RAFT_MAX_MEMBERS]; /* peers added to the transport */
+    int64_t peer_gone_ms[RAFT_MAX_MEMBERS]; /* when it left the member list, or 0 */
     int n_peer_ids;
     bool compact_now;            /* a member was added: compact the log to applied */
     /* peers RTT */

@@ -293,6 +293,13 @@ static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
     case PLINTHRAFTPB__PEER_FRAME__BODY_TTL:
         node_lease_ttl_peer(n, from, f->ttl);
         break;
+    case PLINTHRAFTPB__PEER_FRAME__BODY_REMOVED:
+        if (f->removed->id == n->id && !n->removed) {
+            node_log(n, LOG_WARN, "member %016" PRIx64 " says this member was removed from the cluster; stopping",
+                     from);
+            n->removed = true;
+        }
+        break;
     default:
         break;
     }
@@ -358,14 +365,33 @@ int node_peers_start(struct node *n, char *err, size_t errlen)
     return 0;
 }
 
+/* A peer that left the cluster is told so, and forgotten a little later (removing it at
+ * once would drop the notice from its queue). */
+#define FORGET_AFTER_MS 1000
+
 void node_peers_sync(struct node *n)
 {
+    int64_t now = node_now_ms();
     int i, k;
-    /* forget peers that left */
     for (k = 0; k < n->n_peer_ids; k++) {
-        if (!node_member_find(n, n->peer_ids[k])) {
+        if (node_member_find(n, n->peer_ids[k])) {
+            n->peer_gone_ms[k] = 0;
+            continue;
+        }
+        if (!n->peer_gone_ms[k]) {
+            Plinthraftpb__PeerFrame f = PLINTHRAFTPB__PEER_FRAME__INIT;
+            Plinthraftpb__Removed r = PLINTHRAFTPB__REMOVED__INIT;
+            r.id = n->peer_ids[k];
+            f.body_case = PLINTHRAFTPB__PEER_FRAME__BODY_REMOVED;
+            f.removed = &r;
+            send_frame(n, n->peer_ids[k], &f);
+            n->peer_gone_ms[k] = now;
+        } else if (now - n->peer_gone_ms[k] >= FORGET_AFTER_MS) {
             net_peer_remove(n->peers, n->peer_ids[k]);
-            n->peer_ids[k--] = n->peer_ids[--n->n_peer_ids];
+            n->n_peer_ids--;
+            n->peer_ids[k] = n->peer_ids[n->n_peer_ids];
+            n->peer_gone_ms[k] = n->peer_gone_ms[n->n_peer_ids];
+            k--;
         }
     }
     for (i = 0; i < n->members.n; i++) {
@@ -377,8 +403,10 @@ void node_peers_sync(struct node *n)
         for (k = 0; k < n->n_peer_ids; k++)
             if (n->peer_ids[k] == m->id)
                 break;
-        if (k == n->n_peer_ids && n->n_peer_ids < RAFT_MAX_MEMBERS)
+        if (k == n->n_peer_ids && n->n_peer_ids < RAFT_MAX_MEMBERS) {
+            n->peer_gone_ms[n->n_peer_ids] = 0;
             n->peer_ids[n->n_peer_ids++] = m->id;
+        }
     }
 }
 

@@ -102,6 +102,9 @@ for i in $(seq 1 50); do
 done
 check "new member catches up" test $caught = 1
 check "member remove" bash -c "ETCDCTL_API=3 etcdctl --endpoints=$EPS $CERTS member remove $M4ID 2>&1 | grep -q removed"
+gone=0
+for i in $(seq 1 50); do kill -0 "$M4PID" 2>/dev/null || { gone=1; break; }; sleep 0.1; done
+check "the removed member stops by itself" test $gone = 1
 kill "$M4PID" 2>/dev/null; wait "$M4PID" 2>/dev/null
 check "member list back to 3" test "$(ctl member list 2>&1 | wc -l)" = 3
 
