@@ -60,6 +60,34 @@
  *   else
  *       protobuf_c_message_free_unpacked(resp, NULL);
  *   net_grpc_client_free(c);
+ *
+ * Example (a watch loop, sync style):
+ *
+ *   const char *md[] = {"hasleader", "true", NULL};
+ *   struct net_grpc_stream_opts so = { .metadata = md };
+ *   struct net_grpc_stream *w;
+ *   net_grpc_stream_open(c, "/etcdserverpb.Watch/Watch", &so, &w);
+ *   net_grpc_stream_send_msg(w, &create_req.base);          // a WatchRequest
+ *   ProtobufCMessage *m;
+ *   while (net_grpc_stream_recv_msg(w, &etcdserverpb__watch_response__descriptor, &m,
+ *                                   1000) != NET_GRPC_RECV_CLOSED) {
+ *       if (m) { ... protobuf_c_message_free_unpacked(m, NULL); }  // NULL on timeout
+ *   }
+ *   printf("watch ended: %s\n", net_grpc_stream_status(w)->message);
+ *   net_grpc_stream_free(w);
+ *
+ * Example (async, on the caller's event_base):
+ *
+ *   static void done(void *ud, const struct net_grpc_status *st, ProtobufCMessage *resp)
+ *   {
+ *       if (st->code != NET_GRPC_OK) { log("%s", st->message); return; }
+ *       ... protobuf_c_message_free_unpacked(resp, NULL);
+ *   }
+ *   struct net_grpc_client_opts o = { .endpoints = eps, .base = base };
+ *   struct net_grpc_client *c = net_grpc_client_new(&o, &st);
+ *   net_grpc_unary_msg_async(c, "/etcdserverpb.KV/Range", &req.base,
+ *                            &etcdserverpb__range_response__descriptor, 0, done, ctx);
+ *   event_base_dispatch(base);
  */
 
 /* gRPC status codes (grpc/status.h numbering, which etcd's errors use). */
