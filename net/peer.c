@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ struct peer {
     struct event *redial;
     int backoff_ms;
     uint64_t down_since_ms;   /* 0 while connected or never tried */
+    char last_err[200];       /* last failure logged, so a redial loop logs it once */
     struct pframe *q_head, *q_tail;
     size_t q_frames, q_bytes;
     int inbound;
@@ -60,6 +62,7 @@ struct pconn {
     uint64_t remote_id;       /* from the hello */
     struct bufferevent *bev;
     struct event *timer;      /* dial / hello deadline */
+    char addr[64];            /* inbound: the remote address, for log lines */
 };
 
 struct listener {
@@ -76,6 +79,8 @@ struct net_peer_transport {
     struct listener *listeners;
     int listen_port;
     struct event *deferred;   /* flush queues, reap dead connections, report downs */
+    char last_refusal[200];   /* last refused inbound connection's reason, and when */
+    uint64_t last_refusal_ms;
     uint64_t *downs;          /* peer ids to report to on_peer_down */
     size_t ndowns, capdowns;
 };
@@ -251,6 +256,74 @@ static void conn_close(struct pconn *k)
     kick(t);
 }
 
+static void plog(struct net_peer_transport *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void plog(struct net_peer_transport *t, const char *fmt, ...)
+{
+    if (!t->o.log)
+        return;
+    char buf[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    t->o.log(t->o.ud, buf);
+}
+
+/* Closes k for a reason worth a log line (once per distinct failure of a peer's dials). */
+static void conn_fail(struct pconn *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_fail(struct pconn *k, const char *fmt, ...)
+{
+    struct net_peer_transport *t = k->t;
+    char why[200];
+    va_list ap;
+    if (k->dead)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (k->outbound && k->peer) {
+        struct peer *p = k->peer;
+        if (k->up)
+            plog(t, "peer: connection to %016llx lost: %s", (unsigned long long)p->id, why);
+        else if (strcmp(p->last_err, why) != 0)
+            plog(t, "peer: dial %016llx at %s: %s", (unsigned long long)p->id, p->url, why);
+        snprintf(p->last_err, sizeof(p->last_err), "%s", why);
+    } else if (!k->outbound) {
+        if (k->up)
+            plog(t, "peer: connection from %016llx lost: %s", (unsigned long long)k->remote_id,
+                 why);
+        else if (strcmp(t->last_refusal, why) != 0 || now_ms() - t->last_refusal_ms >= 10000) {
+            /* a misconfigured member retries every second: say it once per 10 s */
+            plog(t, "peer: inbound from %s: %s", k->addr, why);
+            snprintf(t->last_refusal, sizeof(t->last_refusal), "%s", why);
+            t->last_refusal_ms = now_ms();
+        }
+    }
+    conn_close(k);
+}
+
+/* Why a bufferevent failed: TLS verification, OpenSSL's queue, the socket error, or EOF. */
+static void bev_error(struct bufferevent *bev, short events, char *buf, size_t len)
+{
+    int se = EVUTIL_SOCKET_ERROR();
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    unsigned long e, first = 0;
+    while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        if (!first && ERR_reason_error_string(e))
+            first = e;
+    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (vr != X509_V_OK)
+        snprintf(buf, len, "tls: certificate verify failed: %s", X509_verify_cert_error_string(vr));
+    else if (first)
+        snprintf(buf, len, "tls: %s", ERR_reason_error_string(first));
+    else if ((events & BEV_EVENT_ERROR) && se)
+        snprintf(buf, len, "%s", evutil_socket_error_to_string(se));
+    else
+        snprintf(buf, len, "%s", (events & BEV_EVENT_EOF) ? "closed by the other side" :
+                                 "connection error");
+}
+
 static void conn_free(struct pconn *k)
 {
     if (k->bev)
@@ -269,30 +342,51 @@ static void send_hello(struct pconn *k, uint64_t target)
     bufferevent_write(k->bev, buf, sizeof(buf));
 }
 
-/* The hello from the other side: checks it, and for inbound connections answers it. */
+/* The hello from the other side: checks it, and for inbound connections answers it.
+ * Returns -1 after closing the connection. */
 static int on_hello(struct pconn *k, const uint8_t *payload, size_t len)
 {
     struct net_peer_transport *t = k->t;
     struct peer_hello h;
-    if (peer_hello_decode(payload, len, &h) != 0 || h.cluster_id != t->o.cluster_id ||
-        h.sender_id == 0 || h.sender_id == t->o.self_id ||
-        (h.target_id && h.target_id != t->o.self_id))
+    if (peer_hello_decode(payload, len, &h) != 0) {
+        conn_fail(k, "hello: not a plinth peer (bad magic or version)");
         return -1;
+    }
+    if (h.cluster_id != t->o.cluster_id) {
+        conn_fail(k, "hello: cluster %016llx, ours %016llx", (unsigned long long)h.cluster_id,
+                  (unsigned long long)t->o.cluster_id);
+        return -1;
+    }
+    if (h.sender_id == 0 || h.sender_id == t->o.self_id ||
+        (h.target_id && h.target_id != t->o.self_id)) {
+        conn_fail(k, "hello: member %016llx expected %016llx, we are %016llx",
+                  (unsigned long long)h.sender_id, (unsigned long long)h.target_id,
+                  (unsigned long long)t->o.self_id);
+        return -1;
+    }
     if (k->outbound) {
         struct peer *p = k->peer;
-        if (!p || h.sender_id != p->id)
-            return -1;   /* the URL answers for another member */
+        if (!p || h.sender_id != p->id) {
+            conn_fail(k, "hello: member %016llx answers at this URL",
+                      (unsigned long long)h.sender_id);
+            return -1;
+        }
         k->remote_id = h.sender_id;
         k->up = true;
         evtimer_del(k->timer);
+        if (p->last_err[0])
+            plog(t, "peer: connected to %016llx at %s", (unsigned long long)p->id, p->url);
+        p->last_err[0] = 0;
         p->st.connected = 1;
         p->backoff_ms = t->o.backoff_min_ms;
         p->down_since_ms = 0;
         flush_peer(p);
     } else {
-        if (k->bev && bufferevent_openssl_get_ssl(k->bev) &&
-            !net_tls_peer_verified(bufferevent_openssl_get_ssl(k->bev)))
+        SSL *ssl = k->bev ? bufferevent_openssl_get_ssl(k->bev) : NULL;
+        if (ssl && !net_tls_peer_verified(ssl)) {
+            conn_fail(k, "tls: no verified client certificate");
             return -1;
+        }
         k->remote_id = h.sender_id;
         k->up = true;
         evtimer_del(k->timer);
@@ -319,21 +413,20 @@ static void readcb(struct bufferevent *bev, void *arg)
         int rv = peer_frame_decode(hdr, PEER_FRAME_HDR, t->o.max_frame, &f);
         if (rv == PEER_DECODE_ERR || (!k->up && f.type != PEER_FRAME_HELLO) ||
             (k->up && f.type == PEER_FRAME_HELLO)) {
-            conn_close(k);
+            conn_fail(k, "bad frame (type %u, length %u, limit %zu)", hdr[0],
+                      (unsigned)f.len, t->o.max_frame);
             return;
         }
         if (have < f.total)
             return;
         const uint8_t *buf = evbuffer_pullup(in, (ssize_t)f.total);
         if (!buf || peer_frame_decode(buf, f.total, t->o.max_frame, &f) != PEER_DECODE_OK) {
-            conn_close(k);
+            conn_fail(k, "out of memory reading a frame");
             return;
         }
         if (f.type == PEER_FRAME_HELLO) {
-            if (on_hello(k, f.payload, f.len) != 0) {
-                conn_close(k);
+            if (on_hello(k, f.payload, f.len) != 0)
                 return;
-            }
         } else if (!k->outbound) {
             struct peer *p = find_peer(t, k->remote_id);
             if (p) {
@@ -365,15 +458,16 @@ static void eventcb(struct bufferevent *bev, short events, void *arg)
             send_hello(k, k->peer ? k->peer->id : 0);
         return;
     }
-    while (bufferevent_get_openssl_error(bev))
-        ;
-    conn_close(k);
+    char why[200];
+    bev_error(bev, events, why, sizeof(why));
+    conn_fail(k, "%s", why);
 }
 
 static void conn_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    conn_close(arg);
+    struct pconn *k = arg;
+    conn_fail(k, "no hello within %d ms", k->t->o.dial_timeout_ms);
 }
 
 static struct pconn *conn_new(struct net_peer_transport *t, struct bufferevent *bev,
@@ -407,12 +501,18 @@ static void dial(struct peer *p)
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
     struct bufferevent *bev = NULL;
-    if (getaddrinfo(p->host, p->port, &hints, &res) != 0)
+    const char *why = "out of memory";
+    int gai = getaddrinfo(p->host, p->port, &hints, &res);
+    if (gai != 0) {
+        why = gai_strerror(gai);
         goto fail;
+    }
     if (p->tls) {
         SSL *ssl = NULL;
-        if (net_tls_client_ssl_new(t->o.client_ctx, p->host, &ssl) != 0)
+        if (net_tls_client_ssl_new(t->o.client_ctx, p->host, &ssl) != 0) {
+            why = "tls: cannot make a connection";
             goto fail;
+        }
         bev = bufferevent_openssl_socket_new(t->o.base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                              BEV_OPT_CLOSE_ON_FREE);
         if (!bev) {
@@ -437,7 +537,7 @@ static void dial(struct peer *p)
             break;
         }
     if (bufferevent_socket_connect(bev, ai->ai_addr, (int)ai->ai_addrlen) != 0)
-        conn_close(k);   /* redials after the backoff */
+        conn_fail(k, "%s", strerror(errno));   /* redials after the backoff */
     freeaddrinfo(res);
     return;
 fail:
@@ -445,6 +545,9 @@ fail:
         freeaddrinfo(res);
     if (bev)
         bufferevent_free(bev);
+    if (strcmp(p->last_err, why) != 0)
+        plog(t, "peer: dial %016llx at %s: %s", (unsigned long long)p->id, p->url, why);
+    snprintf(p->last_err, sizeof(p->last_err), "%s", why);
     schedule_redial(p, p->backoff_ms);
 }
 
@@ -464,7 +567,7 @@ static void redial_cb(evutil_socket_t fd, short what, void *arg)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
-    (void)l, (void)sa, (void)salen;
+    (void)l, (void)salen;
     struct listener *ln = arg;
     struct net_peer_transport *t = ln->t;
     struct bufferevent *bev;
@@ -491,8 +594,24 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
             return;
         }
     }
-    if (!conn_new(t, bev, false))
+    struct pconn *k = conn_new(t, bev, false);
+    if (!k) {
         bufferevent_free(bev);
+        return;
+    }
+    char host[48] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(k->addr, sizeof(k->addr), sa->sa_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host,
+             port);
 }
 
 /* --- deferred work --------------------------------------------------------------- */

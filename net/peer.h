@@ -74,6 +74,13 @@ struct net_peer_opts {
     /* Drop the queue of a peer whose connection has been down this long, so stale
      * messages are not sent late in a burst; 0 means 2000, < 0 never. */
     int stale_queue_ms;
+    /* Optional: one line of text per connection event worth logging, with ud: a failed
+     * dial or handshake ("peer: dial 8211f1d0f64f3269 at https://127.0.0.1:2380: tls:
+     * certificate verify failed: ..."; repeated failures with the same text are logged
+     * once), a refused inbound connection ("peer: inbound from 127.0.0.1:53122: hello:
+     * cluster 0000000000000007, ours 000000000000002a"), a lost connection, and a
+     * reconnect after failures. text is borrowed for the call. */
+    void (*log)(void *ud, const char *text);
 };
 
 struct net_peer_transport;

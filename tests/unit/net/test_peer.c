@@ -39,7 +39,17 @@ struct sink {
     int downs;
     uint64_t last_down;
     uint64_t down_at_ms;
+    char log[4096];
+    int nlog;
 };
+
+static void on_log(void *ud, const char *text)
+{
+    struct sink *s = ud;
+    size_t used = strlen(s->log);
+    snprintf(s->log + used, sizeof s->log - used, "%s\n", text);
+    s->nlog++;
+}
 
 static void on_msg(void *ud, uint64_t from, const uint8_t *buf, size_t len)
 {
@@ -69,7 +79,7 @@ static struct net_peer_transport *mk(uint64_t id, uint64_t cluster, SSL_CTX *cct
     struct net_peer_opts o = {.base = base, .server_ctx = srv_ctx, .client_ctx = cctx,
                               .self_id = id, .cluster_id = cluster, .on_message = on_msg,
                               .on_peer_down = on_down, .ud = s, .backoff_min_ms = 20,
-                              .backoff_max_ms = 200};
+                              .backoff_max_ms = 200, .log = on_log};
     struct net_peer_transport *t = NULL;
     assert_int_equal(net_peer_transport_new(&o, &t), 0);
     char err[256];
@@ -214,6 +224,16 @@ static void refused(SSL_CTX *cctx, uint64_t cluster)
     assert_int_equal(net_peer_stats(c, 1, &st), 0);
     assert_true(st.dials >= 2);   /* it keeps trying with backoff */
     assert_int_equal(sc.downs, 0);   /* never up, so never reported down */
+    /* both sides say why, and the dialer says it once, not once per retry */
+    if (cluster != 42) {
+        assert_non_null(strstr(sa.log, "hello: cluster 000000000000002b, ours 000000000000002a"));
+    } else {
+        assert_non_null(strstr(sa.log, "peer: inbound from 127.0.0.1:"));
+        assert_non_null(strstr(sa.log, "tls: "));
+    }
+    assert_non_null(strstr(sc.log, "peer: dial 0000000000000001 at https://127.0.0.1:"));
+    assert_int_equal(sc.nlog, 1);
+    assert_int_equal(sa.nlog, 1);
     net_peer_transport_free(a);
     net_peer_transport_free(c);
 }
@@ -264,6 +284,8 @@ static void test_restart_reconnects(void **state)
         run_for(10);
     assert_true(net_peer_connected(a, 2));
     assert_true(now_ms() - t0 < 1500);
+    assert_non_null(strstr(sa.log, "peer: connection to 0000000000000002 lost: "));
+    assert_non_null(strstr(sa.log, "peer: connected to 0000000000000002 at https://"));
     send_seq(a, 2, 0, 8);
     run_until(&sb.msgs, 1, 3000);
     assert_int_equal(sb.msgs, 1);
