@@ -181,9 +181,9 @@ struct net_grpc_stream;
 struct net_grpc_client *net_grpc_client_new(const struct net_grpc_client_opts *opts,
                                             struct net_grpc_status *st);
 
-/* Closes the connection and frees the client. Open streams are cancelled (RST_STREAM
- * CANCEL); pending async calls and stream close callbacks are NOT invoked (their
- * user data stays the caller's to release). Stream handles the caller still holds must
+/* Closes the connection (open calls and streams end with it; the server sees the
+ * connection go) and frees the client. Pending async callbacks and stream close callbacks
+ * are NOT invoked (their user data stays the caller's to release). Stream handles the caller still holds must
  * still be released with net_grpc_stream_free (safe after the client is gone). NULL is
  * ignored. Never call from inside a callback of this client. */
 void net_grpc_client_free(struct net_grpc_client *c);
