@@ -8,6 +8,19 @@ static struct rblock *block_of(const void *data)
     return (struct rblock *)((unsigned char *)data - offsetof(struct rblock, data));
 }
 
+/* A fresh block holding a copy of data with one reference; entries point at its bytes and
+ * block_of() finds the header again when the last reference goes. */
+static void *block_new(const void *data, size_t len)
+{
+    struct rblock *b = malloc(sizeof(*b) + len);
+    if (!b)
+        return NULL;
+    b->refs = 1;
+    b->len = len;
+    memcpy(b->data, data, len);
+    return (unsigned char *)b + offsetof(struct rblock, data);
+}
+
 void entry_ref(const struct raft_entry *e)
 {
     if (e->len)
@@ -101,13 +114,9 @@ int log_append(struct rlog *l, raft_term_t term, enum raft_entry_type type,
     e->len = len;
     e->data = NULL;
     if (len) {
-        struct rblock *b = malloc(sizeof(*b) + len);
-        if (!b)
+        e->data = block_new(data, len);
+        if (!e->data)
             return RAFT_ENOMEM;
-        b->refs = 1;
-        b->len = len;
-        memcpy(b->data, data, len);
-        e->data = b->data;
     }
     l->n++;
     return 0;
