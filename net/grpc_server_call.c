@@ -340,7 +340,7 @@ static void percent_encode(const char *in, char *out, size_t outlen)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t o = 0;
-    for (size_t i = 0; in[i] && i < GS_MAX_STATUS_MSG && o + 4 <= outlen; i++) {
+    for (size_t i = 0; i < GS_MAX_STATUS_MSG && in[i] && o + 4 <= outlen; i++) {
         unsigned char c = (unsigned char)in[i];
         if (c >= 0x20 && c <= 0x7e && c != '%') {
             out[o++] = (char)c;
