@@ -1,4 +1,4 @@
-/* histclient — concurrent clients doing random puts and linearizable gets, recording a history for lincheck. */
+/* histclient — concurrent clients doing random puts, deletes, cas and linearizable gets, recording a history for lincheck. */
 /*
  * Usage: histclient --endpoints URL[,URL...] | --endpoints-file FILE
  *                   [--cacert F --cert F --key F] [--clients N] [--keys K] [--prefix P]
@@ -6,20 +6,21 @@
  *                   [--stop-file F] [--tag T] --out HISTORY
  *
  * N client threads each loop until the duration, the op budget or the stop file ends
- * the run: pick one of K keys (P0..P{K-1}), put a value unique in the run ("T.c<client>-<seq>",
- * T from --tag, default "p<pid>", so runs appending to one history never collide)
- * or get it (a linearizable read), and append one line per operation to HISTORY in
- * lincheck's format with CLOCK_MONOTONIC ns times. Each operation is one gRPC call (plinth's
- * client, one connection per client thread) to the client's current endpoint with a
- * deadline, or with --etcdctl PATH one etcdctl process; on any error the client moves to
- * the next endpoint (re-reading --endpoints-file, which a test rewrites as members come
- * and go).
- * With --cas on, 3 ops in 10 are a compare-and-swap through Txn (compare the value, or
+ * the run: pick one of K keys (P0..P{K-1}) and get it (a linearizable read, 2 ops in 5),
+ * put a value unique in the run ("T.c<client>-<seq>", T from --tag, default "p<pid>", so
+ * runs appending to one history never collide), or delete it (1 op in 20); with --cas on,
+ * 3 ops in 10 are a compare-and-swap through Txn instead of a put (compare the value, or
  * absence, the client last saw; put a new unique value on success), recorded "ok" when it
- * swapped and "fail" when the compare was false.
- * A put that fails or times out is recorded with outcome "unknown": it may or may not have
- * taken effect. A failed get is recorded as unknown too (lincheck ignores it).
- * At the end it prints a summary line: "histclient: puts ok=.. unknown=.. gets ok=.. failed=..".
+ * swapped and "fail" when the compare was false. One line per operation goes to HISTORY in
+ * lincheck's format with CLOCK_MONOTONIC ns times.
+ *
+ * Each operation is one gRPC call (plinth's client, one connection per client thread) to
+ * the client's current endpoint with a deadline, or with --etcdctl PATH one etcdctl
+ * process; on any error the client moves to the next endpoint (re-reading
+ * --endpoints-file, which a test rewrites as members come and go). A write that fails or
+ * times out is recorded with outcome "unknown": it may or may not have taken effect. A
+ * failed get is recorded as unknown too (lincheck ignores it).
+ * At the end it prints a summary line: "histclient: puts ok=.. unknown=.. gets ok=.. ...".
  * Exit 0, or 2 on bad arguments.
  */
 #include <errno.h>
@@ -64,6 +65,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static FILE *out;
 static long ops_started;
 static long n_put_ok, n_put_unknown, n_get_ok, n_get_fail, n_cas_done, n_cas_unknown;
+static long n_del_ok, n_del_unknown;
 static int64_t t_end;
 
 static int64_t now_ns(void)
@@ -275,6 +277,29 @@ static int do_put(struct client *cl, const char *key, const char *val)
     return code == NET_GRPC_OK;
 }
 
+/* delete: returns 1 when acknowledged, 0 when the outcome is unknown. */
+static int do_del(struct client *cl, const char *key)
+{
+    if (cfg.use_etcdctl) {
+        char outbuf[4096];
+        const char *args[] = {"del", key, NULL};
+        return run_etcdctl(cl->eps[cl->ep % cl->neps], args, outbuf, sizeof(outbuf)) == 0;
+    }
+    struct net_grpc_client *g = client_grpc(cl);
+    if (!g)
+        return 0;
+    Etcdserverpb__DeleteRangeRequest req = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+    req.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+    ProtobufCMessage *resp = NULL;
+    struct net_grpc_status st;
+    int code = net_grpc_unary(g, "/etcdserverpb.KV/DeleteRange", &req.base,
+                              &etcdserverpb__delete_range_response__descriptor, &resp, &st,
+                              cfg.op_timeout_ms);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return code == NET_GRPC_OK;
+}
+
 /* get (linearizable): returns 1 with the value in val ("-" when absent), 0 on error. */
 static int do_get(struct client *cl, const char *key, char *val, size_t vallen)
 {
@@ -384,12 +409,25 @@ static void *client_main(void *arg)
         int id = cl.id;
         int k = rand_r(&seed) % cfg.keys;
         snprintf(key, sizeof(key), "%s%d", cfg.prefix, k);
-        int dice = rand_r(&seed) % 10;
-        int is_put = cfg.use_cas ? dice < 3 : dice < 5;
-        int is_cas = cfg.use_cas && dice >= 7;
+        /* The mix, in tenths: get 4, put 4 (3 with cas), delete 1 in 20, cas 2. */
+        int dice = rand_r(&seed) % 20;
+        int is_del = dice == 19;
+        int is_put = !is_del && (cfg.use_cas ? dice >= 8 && dice < 14 : dice >= 8);
+        int is_cas = !is_del && cfg.use_cas && dice >= 14;
         int64_t inv = now_ns(), ret;
         int ok;
-        if (is_cas) {
+        if (is_del) {
+            ok = do_del(&cl, key);
+            ret = now_ns();
+            if (ok) {
+                snprintf(seen[k], sizeof(seen[k]), "-");
+                snprintf(line, sizeof(line), "%sc%d del %s - %" PRId64 " %" PRId64 " ok\n",
+                         cfg.tag, id, key, inv, ret);
+            } else {
+                snprintf(line, sizeof(line), "%sc%d del %s - %" PRId64 " - unknown\n", cfg.tag,
+                         id, key, inv);
+            }
+        } else if (is_cas) {
             char old[64];
             snprintf(old, sizeof(old), "%s", seen[k]);
             snprintf(val, sizeof(val), "%sc%d-%d", cfg.tag, id, ++seq);
@@ -430,7 +468,9 @@ static void *client_main(void *arg)
         }
         record(line);
         pthread_mutex_lock(&mu);
-        if (is_cas)
+        if (is_del)
+            ok ? n_del_ok++ : n_del_unknown++;
+        else if (is_cas)
             ok ? n_cas_done++ : n_cas_unknown++;
         else if (is_put)
             ok ? n_put_ok++ : n_put_unknown++;
@@ -537,7 +577,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < cfg.clients; i++)
         pthread_join(th[i], NULL);
     fclose(out);
-    printf("histclient: puts ok=%ld unknown=%ld gets ok=%ld failed=%ld cas done=%ld unknown=%ld\n",
-           n_put_ok, n_put_unknown, n_get_ok, n_get_fail, n_cas_done, n_cas_unknown);
+    printf("histclient: puts ok=%ld unknown=%ld gets ok=%ld failed=%ld cas done=%ld unknown=%ld "
+           "deletes ok=%ld unknown=%ld\n", n_put_ok, n_put_unknown, n_get_ok, n_get_fail,
+           n_cas_done, n_cas_unknown, n_del_ok, n_del_unknown);
     return 0;
 }

@@ -8,6 +8,7 @@
  * comment line. Values are tokens without blanks; "-" means "no value" (key absent).
  *
  *   CLIENT put KEY VALUE      INVOKE RETURN ok|unknown
+ *   CLIENT del KEY -          INVOKE RETURN ok|unknown
  *   CLIENT get KEY -          INVOKE RETURN VALUE|-|unknown
  *   CLIENT cas KEY OLD->NEW   INVOKE RETURN ok|fail|unknown
  *
@@ -44,6 +45,7 @@ struct lc_op {
     int key;              /* index into the name table */
     enum lc_kind kind;
     enum lc_outcome outcome;
+    int is_del;           /* a put of "no value": printed as del */
     int arg;              /* put: value; cas: expected old value */
     int arg2;             /* cas: new value */
     int result;           /* get: value read (LC_ABSENT for none) */
@@ -173,8 +175,13 @@ static int parse_line(struct lc_history *h, char *line, int lineno, char *err, s
         return -1;
     }
     const char *res = f[6];
-    if (strcmp(f[1], "put") == 0) {
+    if (strcmp(f[1], "put") == 0 || strcmp(f[1], "del") == 0) {
         op.kind = LC_PUT;
+        op.is_del = f[1][0] == 'd';
+        if (op.is_del && strcmp(f[3], "-") != 0) {
+            snprintf(err, errlen, "line %d: del takes '-' as its value", lineno);
+            return -1;
+        }
         op.arg = intern_value(h, f[3]);
         if (strcmp(res, "ok") == 0)
             op.outcome = LC_OK;
@@ -639,8 +646,12 @@ static void print_op(FILE *out, const struct lc_history *h, const struct lc_op *
                 vname(h, o->result), o->inv, ret);
         break;
     case LC_PUT:
-        fprintf(out, "line %d: %s put %s %s %s  [%" PRId64 " .. %s]\n", o->line, c, k,
-                vname(h, o->arg), o->outcome == LC_OK ? "ok" : "(outcome unknown)", o->inv, ret);
+        if (o->is_del)
+            fprintf(out, "line %d: %s del %s %s  [%" PRId64 " .. %s]\n", o->line, c, k,
+                    o->outcome == LC_OK ? "ok" : "(outcome unknown)", o->inv, ret);
+        else
+            fprintf(out, "line %d: %s put %s %s %s  [%" PRId64 " .. %s]\n", o->line, c, k,
+                    vname(h, o->arg), o->outcome == LC_OK ? "ok" : "(outcome unknown)", o->inv, ret);
         break;
     case LC_CAS:
         fprintf(out, "line %d: %s cas %s %s->%s %s  [%" PRId64 " .. %s]\n", o->line, c, k,
@@ -679,7 +690,8 @@ static void explain_read(FILE *out, const struct lc_history *h, const struct lc_
         if (!w || w->ret < x->inv) {
             fprintf(out, "  why: stale read: it read %s, but line %d (%s -> %s) was acknowledged "
                          "before the read began and after %s was written\n",
-                    vname(h, v), x->line, x->kind == LC_PUT ? "put" : "cas", vname(h, xv),
+                    vname(h, v), x->line, x->kind == LC_CAS ? "cas" : x->is_del ? "del" : "put",
+                    vname(h, xv),
                     w ? vname(h, v) : "the key was empty");
             return;
         }

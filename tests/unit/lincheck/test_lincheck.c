@@ -160,6 +160,28 @@ static void test_cas(void **st)
                            "c3 cas x a->c 2 10 ok\n"), 1);
 }
 
+static void test_delete(void **st)
+{
+    (void)st;
+    assert_int_equal(check("c1 put x a 0 1 ok\n"
+                           "c1 del x - 2 3 ok\n"
+                           "c2 get x - 4 5 -\n"
+                           "c2 cas x -->b 6 7 ok\n"), 0);
+    int rc;
+    char *msg = diagnose("c1 put x a 0 1 ok\n"
+                         "c1 del x - 2 3 ok\n"
+                         "c2 get x - 4 5 a\n", &rc);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(msg, "line 2 (del -> -)"));
+    free(msg);
+    /* A timed-out delete may land late. */
+    assert_int_equal(check("c1 put x a 0 1 ok\n"
+                           "c1 del x - 2 - unknown\n"
+                           "c2 get x - 4 5 a\n"
+                           "c2 get x - 6 7 -\n"), 0);
+    assert_int_equal(check("c1 del x a 0 1 ok\n"), 2);
+}
+
 static void test_keys_independent(void **st)
 {
     (void)st;
@@ -401,8 +423,7 @@ static void test_random_vs_brute_force(void **st)
             unsigned k = rnd(10);
             o->kind = k < 4 ? LC_GET : k < 8 ? LC_PUT : LC_CAS;
             o->arg = (int)rnd(4) - 1;     /* -1 (absent) only meaningful for cas */
-            if (o->kind == LC_PUT && o->arg < 0)
-                o->arg = 0;
+            /* a put of -1 is a delete */
             o->arg2 = (int)rnd(3);
             o->outcome = LC_OK;
             o->result = LC_ABSENT;
@@ -459,6 +480,9 @@ static void test_random_vs_brute_force(void **st)
             if (o->kind == LC_GET)
                 len += (size_t)snprintf(text + len, sizeof(text) - len, "c%d get k - %" PRId64 " %s %s\n",
                                         i, o->inv, ret, o->result < 0 ? "-" : vals[o->result]);
+            else if (o->kind == LC_PUT && o->arg < 0)
+                len += (size_t)snprintf(text + len, sizeof(text) - len, "c%d del k - %" PRId64 " %s %s\n",
+                                        i, o->inv, ret, oc);
             else if (o->kind == LC_PUT)
                 len += (size_t)snprintf(text + len, sizeof(text) - len, "c%d put k %s %" PRId64 " %s %s\n",
                                         i, a, o->inv, ret, oc);
@@ -494,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_lost_write_rejected),
         cmocka_unit_test(test_unknown_outcomes),
         cmocka_unit_test(test_cas),
+        cmocka_unit_test(test_delete),
         cmocka_unit_test(test_keys_independent),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_many_concurrent_unknowns),
