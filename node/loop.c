@@ -384,7 +384,6 @@ static void retry_turn(evutil_socket_t fd, short what, void *arg)
 
 void node_turn(struct node *n)
 {
-    static struct turn_state ts;
     size_t more;
 
     if (n->in_turn)
@@ -395,7 +394,7 @@ void node_turn(struct node *n)
     node_flush_proposals(n);
     node_issue_reads(n);
     while (raft_has_ready(n->raft))
-        process_ready(n, &ts);
+        process_ready(n, &n->ts);
     node_serve_reads(n);
     more = kv_watch_notify(n->kv);
     maybe_compact(n);

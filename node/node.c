@@ -473,6 +473,8 @@ void node_free(struct node *n)
         free((void *)n->fwd[i].base);
     free(n->fwd);
     free(n->props);
+    free(n->ts.done);
+    free(n->ts.snaps);
     raft_free(n->raft);
     kv_close(n->kv);
     net_tls_ctx_free(n->client_tls);

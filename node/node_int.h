@@ -109,6 +109,22 @@ struct snap_in {                 /* a snapshot arriving from the leader */
     uint64_t index;
 };
 
+/* What one turn collects while applying, to act on after the commit. */
+struct applied_result {
+    struct waiter *w;
+    kv_result res;
+    bool own;                   /* applied by the node (res empty) */
+};
+
+struct turn_state {
+    struct applied_result *done;
+    size_t n_done, cap_done;
+    const struct raft_msg **snaps;
+    size_t n_snaps;
+    bool members_changed;
+    bool removed_self;
+};
+
 /* ---- housekeeping.c: leader-side auto-compaction and lease checkpoints ----------------- */
 
 #define HK_SAMPLES 11
@@ -228,6 +244,7 @@ struct node {
     /* MoveLeader calls waiting for the transfer */
     struct move_wait *moves;
     bool nospace_raised;
+    struct turn_state ts;        /* scratch of the current turn */
     struct ttl_wait *ttl_waits;  /* LeaseTimeToLive asked of the leader */
     struct held_vote *held_votes; /* campaign requests waiting for our own leader-lost notice */
     bool leader_down;            /* the transport reported the current leader's connection lost */
@@ -235,22 +252,6 @@ struct node {
     int64_t batch_window_us;     /* group commit: longest wait before a turn under load */
     int64_t last_commit_end_us, last_commit_us;
     struct node_housekeeping hk;
-};
-
-/* What one turn collects while applying, to act on after the commit. */
-struct applied_result {
-    struct waiter *w;
-    kv_result res;
-    bool own;                   /* applied by the node (res empty) */
-};
-
-struct turn_state {
-    struct applied_result *done;
-    size_t n_done, cap_done;
-    const struct raft_msg **snaps;
-    size_t n_snaps;
-    bool members_changed;
-    bool removed_self;
 };
 
 /* ---- loop.c ------------------------------------------------------------------------------ */
