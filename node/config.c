@@ -478,7 +478,7 @@ int node_config_parse(struct node_config *cfg, int argc, char **argv, char *err,
                 break;
             }
         if (!f) {
-            seterr(err, errlen, "flag provided but not defined: -%.*s", (int)nl, a);
+            seterr(err, errlen, "flag provided but not defined: --%.*s", (int)nl, a);
             return NODE_CONFIG_ERROR;
         }
         if (eq) {
