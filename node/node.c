@@ -48,8 +48,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     node_housekeeping_tick(n, now);
     node_peers_sync(n); /* forgets peers that left, once told */
     if (n->removed && !n->stopping) {
+        /* etcd answers "server stopped" and exits; leave the answers time to go out */
+        struct timeval later = {0, 300000};
         n->stopping = true;
-        event_base_loopexit(n->base, NULL);
+        node_fail_all_waiters(n, ST_STOPPED);
+        event_base_loopexit(n->base, &later);
     }
 }
 

@@ -275,6 +275,7 @@ bool node_is_leader(const struct node *n);
 struct waiter *waiter_find_pub(struct node *n, uint64_t id);
 void node_waiter_finish(struct node *n, struct waiter *w, struct node_status st, kv_result *res);
 void node_flush_proposals(struct node *n);           /* propose.c */
+void node_fail_all_waiters(struct node *n, struct node_status st);
 void node_issue_reads(struct node *n);               /* reads.c */
 void node_reads_answered(struct node *n, const struct raft_read_state *rs, size_t count);
 void node_serve_reads(struct node *n);

@@ -267,3 +267,14 @@ void node_waiter_detach_call(struct node *n, struct net_grpc_call *call)
         if (w->call == call)
             w->call = NULL;
 }
+
+/* Answers every waiting write with st (the member stops). */
+void node_fail_all_waiters(struct node *n, struct node_status st)
+{
+    struct waiter *w, *next;
+    for (w = n->whead; w; w = next) {
+        next = w->next;
+        if (!w->queued)
+            node_waiter_finish(n, w, st, NULL);
+    }
+}

@@ -243,10 +243,10 @@ static void moves_tick(struct node *n, int64_t now)
 /* ---- Snapshot ---------------------------------------------------------------------------- */
 
 struct snap_stream {
+    struct snap_job job;         /* first: the worker thread sees only this part */
     struct node *n;
     struct net_grpc_call *call;  /* NULL once the client went away */
     bool building;               /* the copy is still being written on a worker thread */
-    struct snap_job job;
     int fd;
     uint64_t size, off;
     EVP_MD_CTX *sha;
@@ -328,8 +328,8 @@ static void snap_pump(struct net_grpc_call *call, void *user)
 
 static int snap_work(void *arg)
 {
-    struct snap_stream *s = arg;
-    return kv_snapshot_write_path(s->job.kv, s->job.path, false);
+    struct snap_job *j = arg; /* the first member of struct snap_stream */
+    return kv_snapshot_write_path(j->kv, j->path, false);
 }
 
 /* The copy is on disk: stream it, unless the client is gone. */
