@@ -64,17 +64,27 @@ struct node_status node_can_serve(const struct node *n, bool write)
 {
     const struct node_member *self = NULL;
     int i;
-    if (n->stopping && !node_is_leader(n) && raft_leader(n->raft) == RAFT_NONE)
+    if (n->removed)
         return ST_STOPPED;
     for (i = 0; i < n->members.n; i++)
         if (n->members.m[i].id == n->id)
             self = &n->members.m[i];
     if (self && self->learner)
         return ST_NOT_SUPPORTED_FOR_LEARNER;
-    if (raft_leader(n->raft) == RAFT_NONE)
+    if (raft_leader(n->raft) == RAFT_NONE && !node_leader_pending(n))
         return ST_NO_LEADER;
     (void)write;
     return ST_OK;
+}
+
+/* True while this member has had no leader for less than an election timeout: an
+ * election (or a leadership transfer) is likely under way, so requests wait for its
+ * outcome instead of failing; a member without a leader for longer (partitioned, or the
+ * cluster lost quorum) answers "no leader" at once. */
+bool node_leader_pending(const struct node *n)
+{
+    return raft_leader(n->raft) == RAFT_NONE &&
+           node_now_ms() - n->no_leader_since_ms < (int64_t)n->cfg.election_ms;
 }
 
 /* ---- the turn ------------------------------------------------------------------------ */

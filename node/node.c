@@ -381,16 +381,34 @@ static void stop_finish(struct node *n)
         done(n->stop_ud);
 }
 
+/* Stop, second phase: no new calls (GOAWAY); writes and reads already accepted get up to
+ * one second to be answered (the new leader commits them), then the node stops. Streams
+ * (watches, keep-alives) are cut at the end; their clients reconnect elsewhere. */
+static void stop_drain(struct node *n, int64_t now)
+{
+    if (!n->draining) {
+        n->draining = true;
+        n->stop_deadline_ms = now + 1000;
+        net_grpc_server_shutdown(n->grpc);
+    }
+    if ((n->n_waiters == 0 && !n->rounds && !n->reads_pending) || now >= n->stop_deadline_ms)
+        stop_finish(n);
+}
+
 static void stop_check(struct node *n, int64_t now)
 {
     if (!n->stop_done)
         return;
+    if (n->draining) {
+        stop_drain(n, now);
+        return;
+    }
     if (!node_is_leader(n) || now >= n->stop_deadline_ms) {
         if (node_is_leader(n))
             node_log(n, LOG_WARN, "leadership transfer did not finish in time; stopping anyway");
         else
             node_log(n, LOG_INFO, "stopping (leader is now %016" PRIx64 ")", raft_leader(n->raft));
-        stop_finish(n);
+        stop_drain(n, now);
     }
 }
 
@@ -408,7 +426,7 @@ void node_stop(struct node *n, void (*done)(void *ud), void *ud)
     n->stop_ud = ud;
     n->stop_deadline_ms = node_now_ms() + n->cfg.election_ms;
     if (!node_is_leader(n)) {
-        stop_finish(n);
+        stop_drain(n, node_now_ms());
         return;
     }
     raft_conf_state(n->raft, &c);
@@ -424,7 +442,7 @@ void node_stop(struct node *n, void (*done)(void *ud), void *ud)
         }
     }
     if (best == RAFT_NONE || raft_transfer_leader(n->raft, best) != 0) {
-        stop_finish(n);
+        stop_drain(n, node_now_ms());
         return;
     }
     node_log(n, LOG_INFO, "transferring leadership to %016" PRIx64 " before stopping", best);

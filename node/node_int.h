@@ -217,6 +217,7 @@ struct node {
 
     /* stopping */
     bool stopping;
+    bool draining;               /* stop: listeners closed, answering what was accepted */
     int64_t stop_deadline_ms;
     void (*stop_done)(void *);
     void *stop_ud;
@@ -272,6 +273,7 @@ void node_read(struct node *n, struct net_grpc_call *call, read_serve_fn serve, 
 /* The status a request gets when this member cannot serve it now, or ST_OK. */
 struct node_status node_can_serve(const struct node *n, bool write);
 bool node_is_leader(const struct node *n);
+bool node_leader_pending(const struct node *n);
 struct waiter *waiter_find_pub(struct node *n, uint64_t id);
 void node_waiter_finish(struct node *n, struct waiter *w, struct node_status st, kv_result *res);
 void node_flush_proposals(struct node *n);           /* propose.c */

@@ -184,6 +184,8 @@ void node_flush_proposals(struct node *n)
                 free((void *)n->fwd[i].base);
             n->n_fwd = 0;
         }
+        if (node_leader_pending(n))
+            return; /* kept for the next turn (the tick retries) */
         if (raft_leader(n->raft) == RAFT_NONE) {
             for (i = 0; i < n->n_props; i++) {
                 n->props[i]->queued = false;

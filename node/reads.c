@@ -63,7 +63,7 @@ void node_issue_reads(struct node *n)
     uint8_t ctx[8];
     int rc, i;
 
-    if (!n->reads_pending)
+    if (!n->reads_pending || node_leader_pending(n))
         return;
     if (raft_leader(n->raft) == RAFT_NONE) {
         struct read_req *list = n->reads_pending;
