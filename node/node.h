@@ -26,7 +26,9 @@
  * plinthpb.Request {id, the client's message bytes as they came} and proposed. The id
  * (member id's low 16 bits | a time-based counter, as etcd's idutil) finds the waiting
  * call when the entry is applied on this member, whichever member proposed it. A member
- * with no leader answers UNAVAILABLE "etcdserver: no leader" at once. A write forwarded
+ * that has had no leader for an election timeout answers UNAVAILABLE "etcdserver: no
+ * leader" at once; during a shorter gap (an election or a leadership transfer under way)
+ * requests wait for the new leader instead of failing. A write forwarded
  * to a leader that is then lost gets one more election timeout to commit before the
  * client is told; a local proposal whose index is applied with another entry fails with
  * "etcdserver: leader changed"; anything else times out after 5 s + 2 election
@@ -53,7 +55,8 @@
  * so a crashed leader is replaced within a few round trips; a flagged campaign request
  * waits up to 20 ms for this member's own notice (peers.c). SIGTERM on a leader moves
  * leadership to the most up-to-date connected voter first (bounded by one election
- * timeout). Only the leader counts lease expiry: followers relay keep-alives and
+ * timeout), then stops accepting calls and answers those it accepted (up to 1 s). Only
+ * the leader counts lease expiry: followers relay keep-alives and
  * TimeToLive to it; it proposes revokes for expired leases and checkpoints remaining TTLs
  * every 10 s (housekeeping.c), so a leader change does not reset them. Raft snapshots
  * and Maintenance/Snapshot copy the store on a worker thread (bg.c) and stream it in
