@@ -34,6 +34,8 @@ struct apod {
     int ncont;
     struct cont c[MAX_CONTAINERS];
     bool seen;   /* still bound here in this pass */
+    bool dirty;  /* local state changed since the status was last reported */
+    int64_t seen_rev; /* the pod's resourceVersion when last reconciled */
     struct apod *next;
 };
 
@@ -253,6 +255,7 @@ static void start_container(struct agent *a, struct apod *p, int i, const json_t
     struct cont *c = &p->c[i];
     c->restart_at = 0;
     c->started_ms = sched_now_ms();
+    p->dirty = true;
     if (a->hollow) {
         c->pid = 0;
         return;
@@ -295,6 +298,7 @@ static void on_exit_code(struct agent *a, pid_t pid, int code)
                 p->c[i].pid = 0;
                 p->c[i].last_exit = code;
                 p->c[i].restart_at = -1; /* decided in the next pass, by restartPolicy */
+                p->dirty = true;
                 return;
             }
 }
@@ -318,6 +322,17 @@ static void apply_restart_policy(struct apod *p, const json_t *pod, int64_t now)
         c->restart_at = now + backoff;
         c->restarts++;
     }
+}
+
+/* True when a container waits for a restart decision or its restart time has come. */
+static bool restart_due(const struct apod *p, int64_t now)
+{
+    for (int i = 0; i < p->ncont; i++) {
+        const struct cont *c = &p->c[i];
+        if (c->restart_at == -1 || (!c->done && c->pid == 0 && c->restart_at > 0 && now >= c->restart_at))
+            return true;
+    }
+    return false;
 }
 
 /* The status this agent reports for a pod. */
@@ -374,6 +389,7 @@ static void sync_pods(struct agent *a)
     static struct sched_write w[MAX_STATUS_WRITES];
     static char *text[MAX_STATUS_WRITES];
     static const char *keys[MAX_STATUS_WRITES];
+    static struct apod *wp[MAX_STATUS_WRITES];
     size_t nw = 0;
     json_object_foreach(sched_informer_objects(a->inf, SCHED_POD), key, pod) {
         const char *nn = sched_obj_str(pod, "spec.nodeName");
@@ -390,6 +406,8 @@ static void sync_pods(struct agent *a)
             if (!p) continue;
         }
         p->seen = true;
+        /* nothing new on either side: skip the comparison (hollow agents hold thousands) */
+        if (!p->dirty && p->seen_rev == sched_obj_rev(pod) && !restart_due(p, now)) continue;
         apply_restart_policy(p, pod, now);
         for (int i = 0; i < p->ncont; i++)
             if (!p->c[i].done && p->c[i].pid == 0 && p->c[i].restart_at > 0 && now >= p->c[i].restart_at)
@@ -400,12 +418,17 @@ static void sync_pods(struct agent *a)
         if (!json_equal(json_object_get(upd, "status"), json_object_get(pod, "status")) &&
             nw < MAX_STATUS_WRITES) {
             keys[nw] = key;
+            wp[nw] = p;
             text[nw] = sched_obj_encode(upd);
             w[nw] = (struct sched_write){.key = keys[nw], .value = text[nw],
                                          .len = text[nw] ? strlen(text[nw]) : 0,
                                          .expect_mod = sched_obj_rev(pod)};
             nw++;
+            p->dirty = false;
+        } else if (json_equal(json_object_get(upd, "status"), json_object_get(pod, "status"))) {
+            p->dirty = false;
         }
+        p->seen_rev = sched_obj_rev(pod);
         json_decref(upd);
     }
     /* all status updates of this pass in flight together */
@@ -414,6 +437,8 @@ static void sync_pods(struct agent *a)
         if (w[i].rc == 0) a->status_writes++;
         else if (w[i].rc != SCHED_ECONFLICT && w[i].rc != SCHED_ENOTFOUND)
             sched_log("status %s: %s", keys[i], sched_store_errmsg(a->s));
+        /* a write that did not land is tried again on the next pass */
+        if (w[i].rc) wp[i]->dirty = true;
         free(text[i]);
     }
     /* pods deleted from the store, or bound elsewhere: stop them */
