@@ -286,7 +286,7 @@ static struct apod *adopt(struct agent *a, const char *key, const json_t *pod)
     }
     p->next = a->pods;
     a->pods = p;
-    sched_log("pod %s: started on %s", key, p->node);
+    if (!a->hollow || a->c->verbose) sched_log("pod %s: started on %s", key, p->node);
     return p;
 }
 
@@ -445,7 +445,7 @@ static void sync_pods(struct agent *a)
     for (struct apod *p = a->pods, *next; p; p = next) {
         next = p->next;
         if (!p->seen) {
-            sched_log("pod %s: stopped (deleted)", p->key);
+            if (!a->hollow || a->c->verbose) sched_log("pod %s: stopped (deleted)", p->key);
             forget_pod(a, p);
         }
     }
