@@ -142,7 +142,10 @@ static void lease_keepalive_h(struct net_grpc_call *call, const uint8_t *msg, si
         return;
     }
     if (raft_leader(n->raft) == RAFT_NONE) {
-        node_reply_status(call, ST_NO_LEADER);
+        /* during an election the keep-alive goes unanswered (the client sends another
+         * in TTL/3); a member without a leader for longer ends the stream */
+        if (!node_leader_pending(n))
+            node_reply_status(call, ST_NO_LEADER);
     } else if (node_is_leader(n)) {
         if (kv_lease_renew(n->kv, req->id, node_now_ms(), &ttl) != 0)
             ttl = 0;

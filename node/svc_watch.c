@@ -228,7 +228,7 @@ static void watch_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, 
         s->n = n;
         s->call = call;
         s->require_leader = hl && !strcmp(hl, "true");
-        if (s->require_leader && raft_leader(n->raft) == RAFT_NONE) {
+        if (s->require_leader && raft_leader(n->raft) == RAFT_NONE && !node_leader_pending(n)) {
             free(s);
             node_reply_status(call, ST_NO_LEADER);
             return;
