@@ -70,7 +70,24 @@ bool ctrl_nodes(struct ctrl *x)
             if (!evict_pods(x, name)) return false;
         }
     }
-    return true;
+    /* pods bound to a node that no longer exists are evicted after the same timeout */
+    json_t *gone = json_object();
+    json_t *pod;
+    json_object_foreach(sched_informer_objects(x->inf, SCHED_POD), key, pod) {
+        const char *nn = sched_obj_str(pod, "spec.nodeName");
+        if (*nn && !sched_informer_get(x->inf, SCHED_NODE, NULL, nn)) json_object_set_new(gone, nn, json_true());
+    }
+    const char *name;
+    json_t *v;
+    bool ok = true;
+    json_object_foreach(gone, name, v) {
+        json_t *since = json_object_get(x->node_seen, name);
+        if (!since) json_object_set_new(x->node_seen, name, json_integer(now));
+        else if (now - json_integer_value(since) >= x->eviction_timeout_ms && !(ok = evict_pods(x, name)))
+            break;
+    }
+    json_decref(gone);
+    return ok;
 }
 
 /* The Endpoints a Service should have now. */

@@ -284,6 +284,16 @@ check "a new pod avoids the cordoned node (and the dead one)" wait_for 15 on_n2
 check "uncordon n1" kube uncordon n1
 kube delete pod pinned >/dev/null
 
+# --- 6c. a pod bound to a node that does not exist is deleted after the eviction timeout
+cat >"$D/ghost.yaml" <<'EOF'
+kind: Pod
+metadata: {name: ghost}
+spec: {nodeName: nowhere, containers: [{name: c, image: i, command: [sleep, "1"]}]}
+EOF
+kube apply -f "$D/ghost.yaml" >/dev/null
+ghost_gone() { ! kube get pod ghost >/dev/null 2>&1; }
+check "a pod bound to a missing node is evicted" wait_for 15 ghost_gone
+
 # --- 7. containers: exit codes and restart policies -----------------------------------
 kube run fail3 --image plinth/sh --restart Never -- sh -c 'echo hello; exit 3' >/dev/null
 failed3() { kube get pod fail3 -o json | grep -q '"exitCode": 3' && kube get pod fail3 | grep -q Failed; }
