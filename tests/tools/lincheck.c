@@ -1,7 +1,8 @@
 /* lincheck — checks a recorded client history of a key/value store for linearizability. */
 /*
- * Usage: lincheck [-v] [--budget STATES] HISTORY
- * Exit: 0 linearizable, 1 not linearizable (the key and an explanation are printed),
+ * Usage: lincheck [-v] [--no-minimize] [--budget STATES] HISTORY
+ * Exit: 0 linearizable, 1 not linearizable (the key, an explanation and a small failing
+ *       sub-history, unless --no-minimize, are printed),
  *       2 malformed input or search budget exhausted (inconclusive).
  *
  * History format: one operation per line, 7 fields separated by blanks; '#' starts a
@@ -465,7 +466,7 @@ static void check_key(const struct lc_op *ops, int n, uint64_t budget, struct lc
     }
     qsort(e, (size_t)2 * n, sizeof(*e), cmp_entry);
     {
-        int *call_at = malloc(sizeof(int) * (size_t)(n ? n : 1));
+        int *call_at = malloc(sizeof(int) * (n > 0 ? (size_t)n : 1));
         if (!call_at)
             goto out;
         for (int i = 0; i < 2 * n; i++)
@@ -700,14 +701,164 @@ static void explain_read(FILE *out, const struct lc_history *h, const struct lc_
             vname(h, v));
 }
 
+/* Does a kept op other than skip read value v (as a get result or a cas's expected value)? */
+static int value_read(const struct lc_op *ops, int n, const char *keep, int skip, int v)
+{
+    for (int i = 0; i < n; i++) {
+        if (!keep[i] || i == skip)
+            continue;
+        if (ops[i].kind == LC_GET && ops[i].outcome == LC_OK && ops[i].result == v)
+            return 1;
+        if (ops[i].kind == LC_CAS && ops[i].arg == v)
+            return 1;
+    }
+    return 0;
+}
+
+static int is_pure_read(const struct lc_op *o)
+{
+    return o->kind == LC_GET || (o->kind == LC_CAS && o->outcome == LC_FAIL);
+}
+
+/* Is the sub-history ops[keep] still not linearizable (within budget)? */
+static int still_bad(const struct lc_op *ops, int n, const char *keep, struct lc_op *scratch,
+                     uint64_t budget)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (keep[i])
+            scratch[m++] = ops[i];
+    m = prepare_key(scratch, m);
+    struct lc_key_result r;
+    check_key(scratch, m, budget, &r);
+    free(r.best_prefix);
+    return r.ok == 0;
+}
+
+/*
+ * Shrinks a non-linearizable key history to a small one that is still not linearizable,
+ * for a person to read: drops ops, latest first, whenever the rest stays non-linearizable
+ * and every value still read still has its writer (so the verdict keeps its first cause
+ * instead of becoming "read a value nobody wrote"). Each step is checked, so what remains
+ * is a true counterexample. Prints it in history format. ops are the key's raw ops.
+ */
+/* Marks in keep the ops of a time window around [from, to] plus what its reads rely on:
+ * the writers of every value they read and every delete before the window (reads of
+ * "no value"). Failed cas are left out: their success depends on writes that may be cut. */
+static int window(const struct lc_op *ops, int n, int64_t from, int64_t to, char *keep)
+{
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        keep[i] = ops[i].inv <= to && ops[i].ret >= from &&
+                  !(ops[i].kind == LC_CAS && ops[i].outcome == LC_FAIL);
+        kept += keep[i];
+    }
+    for (int i = 0; i < n; i++) {
+        if (keep[i])
+            continue;
+        const struct lc_op *o = &ops[i];
+        int wrote = o->kind == LC_PUT ? o->arg : o->kind == LC_CAS && o->outcome != LC_FAIL ? o->arg2 : -2;
+        if (wrote == -2 || o->inv > to)
+            continue;
+        if ((wrote == LC_ABSENT && o->inv < from) || (wrote != LC_ABSENT && value_read(ops, n, keep, i, wrote))) {
+            keep[i] = 1;
+            kept++;
+        }
+    }
+    return kept;
+}
+
+static void print_minimal(FILE *out, const struct lc_history *h, const struct lc_op *ops, int n,
+                          const struct lc_op *blocked, uint64_t budget)
+{
+    char *keep = malloc((size_t)n + 1);
+    struct lc_op *scratch = malloc(sizeof(*scratch) * ((size_t)n + 1));
+    if (!keep || !scratch)
+        goto out;
+    /* The failure is usually local: find a small window around the op that could not be
+     * placed (with what its reads need) that still fails, widening it as needed. */
+    int kept = 0, checks = 0, found = 0;
+    int64_t span = blocked->ret == LC_INF ? 1 : blocked->ret - blocked->inv + 1;
+    for (int tries = 0; tries < 40 && !found; tries++, span *= 2) {
+        int64_t from = blocked->inv > span ? blocked->inv - span : 0;
+        kept = window(ops, n, from, blocked->ret, keep);
+        checks++;
+        found = still_bad(ops, n, keep, scratch, budget);
+        if (kept == n)
+            break;
+    }
+    if (!found) {
+        fprintf(out, "  (no smaller failing sub-history found)\n");
+        goto out;
+    }
+    /* Dropping a read only removes a constraint, so what fails after it failed before for
+     * the same reason. Dropping a write can create a new failure (a read losing the write
+     * it saw), so a write goes only when no kept op reads its value and no kept failed cas
+     * could depend on the register's content. */
+    for (int round = 0; round < 2; round++) {
+        for (int i = n - 1; i >= 0 && checks < 20000; i--) {
+            if (!keep[i] || !is_pure_read(&ops[i]))
+                continue;
+            keep[i] = 0;
+            checks++;
+            if (still_bad(ops, n, keep, scratch, budget))
+                kept--;
+            else
+                keep[i] = 1;
+        }
+        int failed_cas = 0;
+        for (int i = 0; i < n; i++)
+            failed_cas |= keep[i] && ops[i].kind == LC_CAS && ops[i].outcome == LC_FAIL;
+        for (int i = n - 1; i >= 0 && checks < 20000 && !failed_cas; i--) {
+            if (!keep[i] || is_pure_read(&ops[i]))
+                continue;
+            int wrote = ops[i].kind == LC_PUT ? ops[i].arg : ops[i].arg2;
+            if (value_read(ops, n, keep, i, wrote))
+                continue;
+            keep[i] = 0;
+            checks++;
+            if (still_bad(ops, n, keep, scratch, budget))
+                kept--;
+            else
+                keep[i] = 1;
+        }
+    }
+    fprintf(out, "  a small failing sub-history (%d of %d operations):\n", kept, n);
+    for (int i = 0; i < n; i++) {
+        if (!keep[i])
+            continue;
+        const struct lc_op *o = &ops[i];
+        char ret[32];
+        if (o->ret == LC_INF)
+            snprintf(ret, sizeof(ret), "-");
+        else
+            snprintf(ret, sizeof(ret), "%" PRId64, o->ret);
+        const char *c = h->names.s[o->client], *k = h->names.s[o->key];
+        const char *oc = o->outcome == LC_OK ? "ok" : o->outcome == LC_FAIL ? "fail" : "unknown";
+        if (o->kind == LC_GET)
+            fprintf(out, "    %s get %s - %" PRId64 " %s %s\n", c, k, o->inv, ret,
+                    o->outcome == LC_UNKNOWN ? "unknown" : vname(h, o->result));
+        else if (o->kind == LC_PUT && o->is_del)
+            fprintf(out, "    %s del %s - %" PRId64 " %s %s\n", c, k, o->inv, ret, oc);
+        else if (o->kind == LC_PUT)
+            fprintf(out, "    %s put %s %s %" PRId64 " %s %s\n", c, k, vname(h, o->arg), o->inv, ret, oc);
+        else
+            fprintf(out, "    %s cas %s %s->%s %" PRId64 " %s %s\n", c, k, vname(h, o->arg),
+                    vname(h, o->arg2), o->inv, ret, oc);
+    }
+out:
+    free(keep);
+    free(scratch);
+}
+
 struct lc_summary {
     int keys, ops, bad_key, inconclusive;
     uint64_t states;
 };
 
 /* Checks every key of h; prints a verdict per failing key to out. Returns 0, 1 or 2. */
-static int lincheck_history(struct lc_history *h, uint64_t budget, int verbose, FILE *out,
-                            struct lc_summary *sum)
+static int lincheck_history(struct lc_history *h, uint64_t budget, int verbose, int minimize,
+                            FILE *out, struct lc_summary *sum)
 {
     memset(sum, 0, sizeof(*sum));
     sum->bad_key = -1;
@@ -754,6 +905,18 @@ static int lincheck_history(struct lc_history *h, uint64_t budget, int verbose, 
             print_op(out, h, &part[r.best_block]);
             if (part[r.best_block].kind == LC_GET)
                 explain_read(out, h, part, n, &part[r.best_block]);
+            if (minimize) {
+                /* prepare_key rewrote part; start again from the raw ops of this key. */
+                struct lc_op blocked = part[r.best_block];
+                int m = 0;
+                for (int j = i; j < h->n; j++)
+                    if (h->ops[j].key == key)
+                        part[m++] = h->ops[j];
+                for (int j = 0; j < m; j++)
+                    if (part[j].line == blocked.line)
+                        blocked = part[j];   /* its raw times, not the prepared ones */
+                print_minimal(out, h, part, m, &blocked, 2000000);
+            }
             if (sum->bad_key < 0)
                 sum->bad_key = key;
             verdict = 1;
@@ -788,7 +951,7 @@ __attribute__((unused)) static int lincheck_text(const char *text, FILE *out)
         goto out;
     }
     struct lc_summary sum;
-    rc = lincheck_history(&h, 20000000, 0, sink, &sum);
+    rc = lincheck_history(&h, 20000000, 0, 1, sink, &sum);
 out:
     if (in)
         fclose(in);
@@ -802,21 +965,23 @@ out:
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    int verbose = 0;
+    int verbose = 0, minimize = 1;
     uint64_t budget = 50000000;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-v") == 0)
             verbose = 1;
+        else if (strcmp(argv[i], "--no-minimize") == 0)
+            minimize = 0;
         else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc)
             budget = strtoull(argv[++i], NULL, 10);
         else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "usage: lincheck [-v] [--budget STATES] HISTORY|-\n");
+            fprintf(stderr, "usage: lincheck [-v] [--no-minimize] [--budget STATES] HISTORY|-\n");
             return 2;
         } else
             path = argv[i];
     }
     if (!path) {
-        fprintf(stderr, "usage: lincheck [-v] [--budget STATES] HISTORY|-\n");
+        fprintf(stderr, "usage: lincheck [-v] [--no-minimize] [--budget STATES] HISTORY|-\n");
         return 2;
     }
     FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
@@ -834,7 +999,7 @@ int main(int argc, char **argv)
     if (in != stdin)
         fclose(in);
     struct lc_summary sum;
-    int rc = lincheck_history(&h, budget, verbose, stdout, &sum);
+    int rc = lincheck_history(&h, budget, verbose, minimize, stdout, &sum);
     if (rc == 0)
         printf("lincheck: linearizable: %d operations on %d keys (%" PRIu64 " states searched)\n",
                sum.ops, sum.keys, sum.states);

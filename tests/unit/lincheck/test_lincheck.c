@@ -182,6 +182,31 @@ static void test_delete(void **st)
     assert_int_equal(check("c1 del x a 0 1 ok\n"), 2);
 }
 
+static void test_minimized_counterexample(void **st)
+{
+    (void)st;
+    /* A stale read buried in concurrent traffic shrinks to the three ops that explain it. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fprintf(f, "c0 put x old 0 10 ok\n");
+    for (int i = 0; i < 30; i++) {
+        int64_t t = 20 + i * 10;
+        fprintf(f, "c1 get x - %" PRId64 " %" PRId64 " %s\n", t, t + 3, i ? "v" : "old");
+        fprintf(f, "c2 put x v %" PRId64 " %" PRId64 " ok\n", t + 1, t + 2);
+    }
+    fprintf(f, "c9 get x - 400 410 old\n");   /* long after "v" was acknowledged */
+    fclose(f);
+    int rc;
+    char *msg = diagnose(buf, &rc);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(msg, "a small failing sub-history (3 of 62 operations)"));
+    assert_non_null(strstr(msg, "    c0 put x old 0 10 ok\n"));
+    assert_non_null(strstr(msg, "    c9 get x - 400 410 old\n"));
+    free(msg);
+    free(buf);
+}
+
 static void test_keys_independent(void **st)
 {
     (void)st;
@@ -519,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_unknown_outcomes),
         cmocka_unit_test(test_cas),
         cmocka_unit_test(test_delete),
+        cmocka_unit_test(test_minimized_counterexample),
         cmocka_unit_test(test_keys_independent),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_many_concurrent_unknowns),
