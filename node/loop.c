@@ -359,7 +359,8 @@ static void process_ready(struct node *n, struct turn_state *ts)
 static void maybe_compact(struct node *n)
 {
     uint64_t applied = n->applied, keep = 5000, upto;
-    kv_wtxn *w;
+    kv_wtxn *w = NULL;
+    int rc;
     if (n->compact_now) {
         n->compact_now = false;
         keep = 0;
@@ -371,12 +372,14 @@ static void maybe_compact(struct node *n)
     upto = applied - keep;
     if (upto < kv_log_first_index(n->kv))
         return;
-    if (raft_compact(n->raft, upto) != 0)
+    if ((rc = raft_compact(n->raft, upto)) != 0) {
+        node_log(n, LOG_WARN, "compact the Raft log through %" PRIu64 ": %s", upto, raft_strerror(rc));
         return;
-    if (kv_wtxn_begin(n->kv, &w) != 0)
-        return;
-    if (kv_log_compact(w, upto) != 0) {
-        kv_wtxn_abort(w);
+    }
+    if ((rc = kv_wtxn_begin(n->kv, &w)) != 0 || (rc = kv_log_compact(w, upto)) != 0) {
+        if (w)
+            kv_wtxn_abort(w);
+        node_log(n, LOG_WARN, "compact the stored Raft log through %" PRIu64 ": %s", upto, kv_errmsg(n->kv));
         return;
     }
     if (kv_wtxn_commit(w) == 0) {
