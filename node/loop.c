@@ -83,8 +83,11 @@ struct node_status node_can_serve(const struct node *n, bool write)
  * cluster lost quorum) answers "no leader" at once. */
 bool node_leader_pending(const struct node *n)
 {
-    return raft_leader(n->raft) == RAFT_NONE &&
-           node_now_ms() - n->no_leader_since_ms < (int64_t)n->cfg.election_ms;
+    if (raft_leader(n->raft) != RAFT_NONE)
+        return false;
+    if (n->leader != RAFT_NONE) /* lost just now; the turn has not seen it yet */
+        return true;
+    return node_now_ms() - n->no_leader_since_ms < (int64_t)n->cfg.election_ms;
 }
 
 /* ---- the turn ------------------------------------------------------------------------ */
@@ -432,6 +435,7 @@ void node_tick(struct node *n)
         node_waiter_finish(n, w, n->leader == RAFT_NONE ? ST_TIMEOUT_LEADER_FAIL : ST_TIMEOUT, NULL);
     }
     node_reads_tick(n, now);
+    node_retry_refused(n, now);
     if (node_is_leader(n)) {
         kv_lease_id_t ids[16];
         size_t k, m = kv_lease_expired(n->kv, now, ids, 16);

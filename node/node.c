@@ -319,7 +319,9 @@ int node_start(const struct node_config *cfg, struct event_base *base, struct no
     tv.tv_sec = cfg->heartbeat_ms / 1000;
     tv.tv_usec = (cfg->heartbeat_ms % 1000) * 1000;
     event_add(n->tick_ev, &tv);
-    n->no_leader_since_ms = node_now_ms();
+    /* a member that just started has not heard from the cluster yet: its first requests
+     * wait for the leader a little longer (the grace counts from one second ahead) */
+    n->no_leader_since_ms = node_now_ms() + 1000;
     node_log(n, LOG_INFO, "serving clients on %s, peers on %s", cfg->listen_client_urls.u[0].raw,
              cfg->listen_peer_urls.u[0].raw);
     node_kick(n);
@@ -493,6 +495,8 @@ void node_free(struct node *n)
     for (size_t i = 0; i < n->n_fwd; i++)
         free((void *)n->fwd[i].base);
     free(n->fwd);
+    free(n->fwd_from);
+    free(n->fwd_id);
     free(n->props);
     free(n->ts.done);
     free(n->ts.snaps);

@@ -57,6 +57,7 @@ struct waiter {
     uint64_t index;              /* index given by the local raft_propose, or 0 */
     uint64_t term;
     uint64_t fwd_to;             /* the leader it was forwarded to, or 0 */
+    int64_t retry_after_ms;      /* refused by a former leader: forward again after this */
     int tries;
     bool queued;                 /* in n->props waiting for the next turn */
     struct waiter *hnext;        /* hash chain */
@@ -195,6 +196,7 @@ struct node {
     size_t n_props, cap_props;
     /* proposals forwarded by followers, to propose this turn */
     struct raft_buf *fwd;
+    uint64_t *fwd_from, *fwd_id;  /* who forwarded each, and its request id */
     size_t n_fwd, cap_fwd;
     /* reads */
     struct read_req *reads_pending, **reads_pending_tail;
@@ -283,7 +285,9 @@ void node_reads_answered(struct node *n, const struct raft_read_state *rs, size_
 void node_serve_reads(struct node *n);
 void node_reads_tick(struct node *n, int64_t now);
 void turn_done_own(struct turn_state *ts, struct waiter *w);
-void node_forward_refused(struct node *n, const uint64_t *ids, size_t count, int reason);
+void node_forward_refused(struct node *n, uint64_t from, const uint64_t *ids, size_t count,
+                          int reason);
+void node_retry_refused(struct node *n, int64_t now);
 void node_accept_forward(struct node *n, uint64_t from, const ProtobufCBinaryData *data,
                          const uint64_t *ids, size_t count);
 void node_tick(struct node *n);

@@ -279,7 +279,8 @@ static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
                                                                                : f->forward->n_request_ids);
         break;
     case PLINTHRAFTPB__PEER_FRAME__BODY_REFUSED:
-        node_forward_refused(n, f->refused->request_ids, f->refused->n_request_ids, (int)f->refused->reason);
+        node_forward_refused(n, from, f->refused->request_ids, f->refused->n_request_ids,
+                             (int)f->refused->reason);
         break;
     case PLINTHRAFTPB__PEER_FRAME__BODY_SNAP:
         node_snap_receive(n, from, f->snap);
@@ -349,7 +350,7 @@ int node_peers_start(struct node *n, char *err, size_t errlen)
     o.ud = n;
     o.max_frame = 16u * 1024 * 1024;
     o.backoff_min_ms = 20;
-    o.backoff_max_ms = 500;
+    o.backoff_max_ms = (int)(2 * n->cfg.heartbeat_ms); /* a restarted member is heard from soon */
     o.dial_timeout_ms = 1000;
     rc = net_peer_transport_new(&o, &n->peers);
     if (rc) {

@@ -142,29 +142,78 @@ struct waiter *node_propose(struct node *n, uint64_t id, uint8_t *data, size_t l
 
 /* A forwarded proposal came back refused: propose it again if a leader is known, or
  * fail it. */
-void node_forward_refused(struct node *n, const uint64_t *ids, size_t count, int reason)
+static void requeue(struct node *n, struct waiter *w)
+{
+    w->retry_after_ms = 0;
+    if (n->n_props < n->cap_props) {
+        n->props[n->n_props++] = w;
+        w->queued = true;
+    } else {
+        node_waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
+    }
+}
+
+void node_forward_refused(struct node *n, uint64_t from, const uint64_t *ids, size_t count,
+                          int reason)
 {
     size_t i;
     for (i = 0; i < count; i++) {
         struct waiter *w = waiter_find(n, ids[i]);
         if (!w || w->queued)
             continue;
+        w->fwd_to = 0;
         if (reason == 3) {
             node_waiter_finish(n, w, ST_LEARNER_NOT_READY, NULL);
         } else if (reason == 4) {
             node_waiter_finish(n, w, ST_MEMBER_NOT_FOUND, NULL);
         } else if (reason == 5) {
             node_waiter_finish(n, w, ST_MEMBER_EXIST, NULL);
+        } else if (!w->data) { /* a membership change: the client decides to retry */
+            node_waiter_finish(n, w, reason == 2 ? ST_UNHEALTHY : ST_LEADER_CHANGED, NULL);
         } else if (++w->tries > 5) {
             node_waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
-        } else if (n->n_props < n->cap_props) {
-            n->props[n->n_props++] = w;
-            w->queued = true;
+        } else if (raft_leader(n->raft) == from) {
+            /* we still take it for the leader: try again once we have heard more */
+            w->retry_after_ms = node_now_ms() + (int64_t)n->cfg.heartbeat_ms;
         } else {
-            node_waiter_finish(n, w, ST_LEADER_CHANGED, NULL);
+            requeue(n, w);
         }
     }
     node_kick(n);
+}
+
+/* Refused writes wait here for a fresher view of the leader (called from the tick). */
+void node_retry_refused(struct node *n, int64_t now)
+{
+    struct waiter *w, *next;
+    for (w = n->whead; w; w = next) {
+        next = w->next;
+        if (w->retry_after_ms && now >= w->retry_after_ms && !w->queued)
+            requeue(n, w);
+    }
+}
+
+/* Hands forwarded proposals that were not proposed back to their senders, which send
+ * them to the leader they know next. */
+static void refuse_forwarded(struct node *n)
+{
+    uint64_t *ids = malloc((n->n_fwd ? n->n_fwd : 1) * sizeof(*ids));
+    size_t i, j, k;
+    for (i = 0; ids && i < n->n_fwd; i++) {
+        uint64_t from = n->fwd_from[i];
+        if (from == 0)
+            continue;
+        for (k = 0, j = i; j < n->n_fwd; j++)
+            if (n->fwd_from[j] == from) {
+                ids[k++] = n->fwd_id[j];
+                n->fwd_from[j] = 0;
+            }
+        node_forward_refuse(n, from, ids, k, 1);
+    }
+    free(ids);
+    for (i = 0; i < n->n_fwd; i++)
+        free((void *)n->fwd[i].base);
+    n->n_fwd = 0;
 }
 
 /* Sends or proposes the waiters gathered since the last turn, and the proposals that
@@ -179,11 +228,8 @@ void node_flush_proposals(struct node *n)
     if (n->n_props == 0 && n->n_fwd == 0)
         return;
     if (!node_is_leader(n)) {
-        if (n->n_fwd) { /* we lost leadership since they arrived; their senders retry */
-            for (i = 0; i < n->n_fwd; i++)
-                free((void *)n->fwd[i].base);
-            n->n_fwd = 0;
-        }
+        if (n->n_fwd) /* we lost leadership since they arrived */
+            refuse_forwarded(n);
         if (node_leader_pending(n))
             return; /* kept for the next turn (the tick retries) */
         if (raft_leader(n->raft) == RAFT_NONE) {
@@ -216,9 +262,13 @@ void node_flush_proposals(struct node *n)
         n->metrics.entries_proposed += total;
     if (rc == RAFT_EBUSY)
         return; /* leadership transfer in progress: keep them for the next turn */
-    for (i = 0; i < n->n_fwd; i++)
-        free((void *)n->fwd[i].base);
-    n->n_fwd = 0;
+    if (rc != 0) {
+        refuse_forwarded(n);
+    } else {
+        for (i = 0; i < n->n_fwd; i++)
+            free((void *)n->fwd[i].base);
+        n->n_fwd = 0;
+    }
     for (i = 0; i < n->n_props; i++) {
         struct waiter *w = n->props[i];
         w->queued = false;
@@ -246,9 +296,18 @@ void node_accept_forward(struct node *n, uint64_t from, const ProtobufCBinaryDat
         if (n->n_fwd == n->cap_fwd) {
             size_t c = n->cap_fwd ? 2 * n->cap_fwd : 64;
             struct raft_buf *p = realloc(n->fwd, c * sizeof(*p));
+            uint64_t *f, *d;
             if (!p)
                 break;
             n->fwd = p;
+            f = realloc(n->fwd_from, c * sizeof(*f));
+            if (!f)
+                break;
+            n->fwd_from = f;
+            d = realloc(n->fwd_id, c * sizeof(*d));
+            if (!d)
+                break;
+            n->fwd_id = d;
             n->cap_fwd = c;
         }
         copy = malloc(data[i].len ? data[i].len : 1);
@@ -257,7 +316,9 @@ void node_accept_forward(struct node *n, uint64_t from, const ProtobufCBinaryDat
         if (data[i].len)
             memcpy(copy, data[i].data, data[i].len);
         n->fwd[n->n_fwd].base = copy;
-        n->fwd[n->n_fwd++].len = data[i].len;
+        n->fwd[n->n_fwd].len = data[i].len;
+        n->fwd_from[n->n_fwd] = from;
+        n->fwd_id[n->n_fwd++] = ids[i];
     }
     node_kick(n);
 }
