@@ -21,6 +21,7 @@ int ctrl_wrote(struct ctrl *x, int rc, const char *what, const char *key)
     } else if (rc != SCHED_ECONFLICT && rc != SCHED_ENOTFOUND && rc != SCHED_EEXIST) {
         x->errors++;
         if (rc == SCHED_ESTORE) x->uncertain = true;
+        if (rc == SCHED_ENOTLEADER) sched_election_lost(x->el);
         sched_log("%s %s: %s", what, key, sched_store_errmsg(x->s));
     }
     return rc;

@@ -21,6 +21,9 @@ struct sched_election_opts {
     const char *prefix;  /* "/plinth/election/scheduler/" (copied) */
     const char *id;      /* this candidate's identity, stored as the key's value (copied) */
     int ttl;             /* lease TTL in seconds; <= 0 means SCHED_ELECTION_DEFAULT_TTL */
+    bool no_local_expiry; /* testing aid: believe we lead until the store refuses a write
+                           * (ignore our own clock, a lapsed renewal and a missing key),
+                           * so that only the store-side fence stops a deposed leader */
 };
 
 /* Makes a candidate on store s (borrowed; must outlive it). Nothing is written until the
@@ -39,6 +42,10 @@ bool sched_election_step(struct sched_election *e);
 /* The fence for writes while leading, or NULL when not the leader. Borrowed; valid until
  * the next step. */
 const struct sched_fence *sched_election_fence(const struct sched_election *e);
+
+/* Tells the candidate that the store refused a fenced write (SCHED_ENOTLEADER): it steps
+ * down at once and campaigns again on the next step. */
+void sched_election_lost(struct sched_election *e);
 
 /* Identity of the current leader as last observed ("" when unknown). Borrowed. */
 const char *sched_election_leader(const struct sched_election *e);

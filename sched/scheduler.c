@@ -192,7 +192,8 @@ static bool bind_batch(struct scheduler *sc, struct pending *pend, size_t n,
                 /* a lost answer may hide a bind that happened: its pod must be counted on
                  * its node before anything else goes there */
                 if (rc == SCHED_ESTORE) sc->uncertain = true;
-                if (go_on) sched_log("bind %s: %s", d[i].p->key, sched_store_errmsg(sc->s));
+                if (rc == SCHED_ENOTLEADER) sched_election_lost(sc->el);
+                if (go_on) sched_log("binds stopped: %s", sched_store_errmsg(sc->s));
                 go_on = false;
             }
         }
@@ -226,6 +227,7 @@ static void schedule_pass(struct scheduler *sc)
         return;
     }
     qsort(pend, n, sizeof(*pend), cmp_pending);
+    if (sc->c->verbose) sched_log("pass: %zu pod(s) to place", n);
     json_t *index = json_object();
     size_t nn = 0;
     struct sched_node_info *nodes = node_table(sc, index, &nn);
@@ -244,12 +246,15 @@ static void usage(FILE *f)
     fprintf(f, "usage: plinth-scheduler [flags]\n"
                "Places pods on nodes. Several may run; one leads (election prefix\n"
                "/plinth/election/scheduler/), the others stand by.\n\nflags:\n%s"
+               "  --no-local-expiry    testing aid: keep acting after a pause until the store\n"
+               "                       refuses a write (shows that writes are fenced)\n"
                "  -h, --help           this text\n", sched_common_help);
 }
 
 int sched_scheduler_main(int argc, char **argv)
 {
     struct sched_common c;
+    bool no_local_expiry = false;
     sched_log_set_name("plinth-scheduler");
     sched_common_init(&c, "scheduler");
     for (int i = 1; i < argc; i++) {
@@ -260,6 +265,10 @@ int sched_scheduler_main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (!strcmp(argv[i], "--no-local-expiry")) {
+            no_local_expiry = true;
+            continue;
+        }
         fprintf(stderr, "plinth-scheduler: unknown flag %s\n", argv[i]);
         usage(stderr);
         return 2;
@@ -268,7 +277,7 @@ int sched_scheduler_main(int argc, char **argv)
     if (sched_common_store(&c, &sc.s)) return 1;
     sched_informer_new(sc.s, "/registry/", NULL, NULL, &sc.inf);
     struct sched_election_opts eo = {.prefix = "/plinth/election/scheduler/", .id = c.name,
-                                     .ttl = c.lease_ttl};
+                                     .ttl = c.lease_ttl, .no_local_expiry = no_local_expiry};
     sched_election_new(sc.s, &eo, &sc.el);
     sc.backoff = json_object();
     sched_signals_install();
@@ -276,15 +285,11 @@ int sched_scheduler_main(int argc, char **argv)
     bool was_leader = false;
     int lists = 0, compactions = 0;
     int64_t last_stats = sched_now_ms();
+    bool leader = false;
     while (!sched_stopping()) {
-        bool leader = sched_election_step(sc.el);
-        if (leader != was_leader) {
-            sched_log("%s", leader ? "acting as leader" : "standing by");
-            was_leader = leader;
-            /* the previous leader's last binds may not have reached our cache yet; a list
-             * read now shows every write it could still make (its key is gone) */
-            if (leader) sched_informer_resync(sc.inf);
-        }
+        /* read, act, then renew: a process resumed after a pause acts on what it believed
+         * before the pause, and only the fence (its own clock check, and the store's
+         * compare on its election key) keeps a deposed leader from writing */
         int rc = sched_informer_poll(sc.inf, leader ? 20 : 100);
         if (sched_informer_lists(sc.inf) != lists) {
             lists = sched_informer_lists(sc.inf);
@@ -301,6 +306,14 @@ int sched_scheduler_main(int argc, char **argv)
         if (sc.uncertain) {
             sched_informer_resync(sc.inf);
             sc.uncertain = false;
+        }
+        leader = sched_election_step(sc.el);
+        if (leader != was_leader) {
+            sched_log("%s", leader ? "acting as leader" : "standing by");
+            was_leader = leader;
+            /* the previous leader's last binds may not have reached our cache yet; a list
+             * read now shows every write it could still make (its key is gone) */
+            if (leader) sched_informer_resync(sc.inf);
         }
         if (c.verbose && sched_now_ms() - last_stats > 5000) {
             sched_log("binds %ld unschedulable %ld conflicts %ld", sc.binds, sc.unschedulable,

@@ -113,6 +113,32 @@ check "scale to 12" kube scale deployment/app --replicas 12
 check "12 replicas Running" wait_for 30 running app=app 12
 by_standby() { [ "$(kube get pods -o json | grep -c "\"scheduler.plinth.io/bound-by\": \"$SB\"")" -ge 2 ]; }
 check "the former standby bound the new pods" by_standby
+# --- store-side fencing: a deposed leader that does not notice is refused by the store ---
+# sf runs with --no-local-expiry: after a pause it acts on its stale belief that it leads,
+# so only the fence compare in each write can stop it. sg has a long lease so that it
+# stays the leader while paused and sf cannot legitimately win again.
+kill -TERM "${PID_OF[$SB]}"   # resigns at once
+start sf "$SBIN/plinth-scheduler" --name sf --lease-ttl $TTL -v --no-local-expiry
+sf_leads() { [ "$(leader_of scheduler)" = sf ]; }
+check "sf (no local expiry) leads" wait_for 15 sf_leads
+start sg "$SBIN/plinth-scheduler" --name sg --lease-ttl 30 -v
+sleep 1
+kill -STOP "${PID_OF[sf]}"
+sg_leads() { [ "$(leader_of scheduler)" = sg ]; }
+check "sg leads once the paused sf's lease expired" wait_for 15 sg_leads
+kill -STOP "${PID_OF[sg]}"
+for i in 1 2; do kube run "fenced$i" --image plinth/sleep --requests cpu=10m -- sleep 3600 >/dev/null; done
+sleep 0.5
+kill -CONT "${PID_OF[sf]}"
+sleep 2
+unbound() { [ "$(kube get pods | awk '/^fenced/ && $5 == "<none>"' | wc -l)" -eq 2 ]; }
+check "the deposed sf bound nothing" unbound
+refused() { grep -q 'leadership lost (election key' "$D/sf.log"; }
+check "the store refused sf's binds (its election key was gone)" refused
+kill -CONT "${PID_OF[sg]}"
+fenced_bound() { [ "$(kube get pods | awk '/^fenced/ && $5 != "<none>"' | wc -l)" -eq 2 ]; }
+check "sg binds them once resumed" wait_for 15 fenced_bound
+
 fits() { kube check; }
 check "no node is over capacity" fits
 kill -TERM $CHECKER; wait $CHECKER; rc=$?
