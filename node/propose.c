@@ -260,8 +260,13 @@ void node_flush_proposals(struct node *n)
     free(bufs);
     if (rc == 0)
         n->metrics.entries_proposed += total;
-    if (rc == RAFT_EBUSY)
-        return; /* leadership transfer in progress: keep them for the next turn */
+    if (rc == RAFT_EBUSY || rc == RAFT_ENOTLEADER) {
+        /* a transfer in progress, or we just stepped down: none of them is in the log,
+         * so they wait for the next turn (proposed, or forwarded to the new leader) */
+        if (rc == RAFT_ENOTLEADER && n->n_fwd)
+            refuse_forwarded(n);
+        return;
+    }
     if (rc != 0) {
         refuse_forwarded(n);
     } else {
@@ -276,7 +281,7 @@ void node_flush_proposals(struct node *n)
             w->index = first + i;
             w->term = raft_term(n->raft);
         } else {
-            node_waiter_finish(n, w, rc == RAFT_ENOTLEADER ? ST_LEADER_CHANGED : ST_NO_MEMORY, NULL);
+            node_waiter_finish(n, w, ST_NO_MEMORY, NULL);
         }
     }
     n->n_props = 0;
