@@ -430,12 +430,13 @@ static unsigned rnd(unsigned n)
     return (unsigned)(splitmix(&rng_state) % n);
 }
 
-static void test_random_vs_brute_force(void **st)
+/* unique: every write has its own value (as histclient's do), which takes lincheck's
+ * shortcuts for timed-out writes of unique values; otherwise values repeat. */
+static void random_vs_brute_force(int unique, uint64_t seed)
 {
-    (void)st;
-    const char *vals[] = {"a", "b", "c"};
+    const char *vals[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
     int agree = 0, lin = 0, nonlin = 0;
-    rng_state = 12345;
+    rng_state = seed;
     for (int iter = 0; iter < 6000; iter++) {
         int n = 1 + (int)rnd(8);
         struct bop ops[9];
@@ -447,9 +448,14 @@ static void test_random_vs_brute_force(void **st)
             lp[i] = o->inv * 2 + 1 + rnd((unsigned)(o->ret - o->inv) * 2 - 1);
             unsigned k = rnd(10);
             o->kind = k < 4 ? LC_GET : k < 8 ? LC_PUT : LC_CAS;
-            o->arg = (int)rnd(4) - 1;     /* -1 (absent) only meaningful for cas */
-            /* a put of -1 is a delete */
-            o->arg2 = (int)rnd(3);
+            /* a put of -1 is a delete; a cas of -1 expects no value */
+            if (unique) {
+                o->arg = o->kind == LC_PUT ? (rnd(8) == 0 ? -1 : i) : (int)rnd((unsigned)n + 1) - 1;
+                o->arg2 = i;
+            } else {
+                o->arg = (int)rnd(4) - 1;
+                o->arg2 = (int)rnd(3);
+            }
             o->outcome = LC_OK;
             o->result = LC_ABSENT;
         }
@@ -485,7 +491,7 @@ static void test_random_vs_brute_force(void **st)
         if (rnd(2) == 0) {
             struct bop *o = &ops[rnd((unsigned)n)];
             if (o->kind == LC_GET)
-                o->result = (int)rnd(4) - 1;
+                o->result = unique ? (int)rnd((unsigned)n + 1) - 1 : (int)rnd(4) - 1;
             else if (o->kind == LC_CAS && o->outcome != LC_UNKNOWN)
                 o->outcome = o->outcome == LC_OK ? LC_FAIL : LC_OK;
             else
@@ -533,6 +539,18 @@ static void test_random_vs_brute_force(void **st)
     assert_int_equal(agree, 6000);
 }
 
+static void test_random_vs_brute_force(void **st)
+{
+    (void)st;
+    random_vs_brute_force(0, 12345);
+}
+
+static void test_random_unique_values_vs_brute_force(void **st)
+{
+    (void)st;
+    random_vs_brute_force(1, 54321);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -551,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_unknowns_with_failed_cas_fast),
         cmocka_unit_test(test_long_simulated_run),
         cmocka_unit_test(test_random_vs_brute_force),
+        cmocka_unit_test(test_random_unique_values_vs_brute_force),
     };
     return PLINTH_RUN_TESTS("lincheck", tests);
 }
