@@ -226,6 +226,8 @@ struct node {
 
     uint64_t peer_ids[RAFT_MAX_MEMBERS]; /* peers added to the transport */
     int64_t peer_gone_ms[RAFT_MAX_MEMBERS]; /* when it left the member list, or 0 */
+    int64_t peer_down_ms[RAFT_MAX_MEMBERS]; /* not connected since, or 0 */
+    unsigned peer_url_idx[RAFT_MAX_MEMBERS]; /* which of its peer URLs is dialed */
     int n_peer_ids;
     bool compact_now;            /* a member was added: compact the log to applied */
     /* peers RTT */

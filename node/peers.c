@@ -392,22 +392,39 @@ void node_peers_sync(struct node *n)
             n->n_peer_ids--;
             n->peer_ids[k] = n->peer_ids[n->n_peer_ids];
             n->peer_gone_ms[k] = n->peer_gone_ms[n->n_peer_ids];
+            n->peer_url_idx[k] = n->peer_url_idx[n->n_peer_ids];
+            n->peer_down_ms[k] = n->peer_down_ms[n->n_peer_ids];
             k--;
         }
     }
     for (i = 0; i < n->members.n; i++) {
         const struct node_member *m = &n->members.m[i];
+        int u;
         if (m->id == n->id || m->peer_urls.n == 0)
-            continue;
-        if (net_peer_add(n->peers, m->id, m->peer_urls.u[0].raw) != 0)
             continue;
         for (k = 0; k < n->n_peer_ids; k++)
             if (n->peer_ids[k] == m->id)
                 break;
-        if (k == n->n_peer_ids && n->n_peer_ids < RAFT_MAX_MEMBERS) {
-            n->peer_gone_ms[n->n_peer_ids] = 0;
+        if (k == n->n_peer_ids) {
+            if (n->n_peer_ids == RAFT_MAX_MEMBERS)
+                continue;
+            n->peer_gone_ms[k] = 0;
+            n->peer_url_idx[k] = 0;
+            n->peer_down_ms[k] = 0;
             n->peer_ids[n->n_peer_ids++] = m->id;
         }
+        /* A member may have several peer URLs: dial one, and move to the next when it
+         * has not connected for a second (etcd's peers try every URL). */
+        if (net_peer_connected(n->peers, m->id)) {
+            n->peer_down_ms[k] = 0;
+        } else if (!n->peer_down_ms[k]) {
+            n->peer_down_ms[k] = now;
+        } else if (m->peer_urls.n > 1 && now - n->peer_down_ms[k] >= 1000) {
+            n->peer_url_idx[k]++;
+            n->peer_down_ms[k] = now;
+        }
+        u = n->peer_url_idx[k] % m->peer_urls.n;
+        net_peer_add(n->peers, m->id, m->peer_urls.u[u].raw);
     }
 }
 
