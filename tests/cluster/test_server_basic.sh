@@ -108,6 +108,18 @@ check "the removed member stops by itself" test $gone = 1
 kill "$M4PID" 2>/dev/null; wait "$M4PID" 2>/dev/null
 check "member list back to 3" test "$(ctl member list 2>&1 | wc -l)" = 3
 
+# --- member update: a second, unreachable peer URL first; the cluster keeps working ----------
+ID3=$(ctl member list 2>/dev/null | grep ', m3,' | cut -d, -f1)
+OLD3=$(awk '$1 == "m3" {print $3}' "$D/members")
+check "member update" bash -c "ETCDCTL_API=3 etcdctl --endpoints=$EPS $CERTS member update $ID3 --peer-urls=https://127.0.0.1:1,$OLD3 2>&1 | grep -q updated"
+check "member list shows both peer URLs" bash -c "ETCDCTL_API=3 etcdctl --endpoints=$EPS $CERTS member list 2>&1 | grep ', m3,' | grep -q '127.0.0.1:1,'"
+ok3=0
+for i in $(seq 1 40); do
+    [ "$(ctl_at "$(awk '$1 == "m3" {print $2}' "$D/members")" put via-m3 "$i" 2>/dev/null)" = OK ] && { ok3=1; break; }
+    sleep 0.1
+done
+check "writes through m3 after the update" test $ok3 = 1
+
 # --- kill -9 the leader -----------------------------------------------------------------
 leader=""
 while read -r name c p m; do
