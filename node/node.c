@@ -88,6 +88,13 @@ static int tls_setup(struct node *n, char *err, size_t errlen)
             snprintf(err, errlen, "client TLS: %s", e);
             return -1;
         }
+        /* /metrics and /health speak HTTP/1.1 (evhttp): no ALPN h2, no client certificate */
+        o.alpn = "";
+        o.client_cert_auth = false;
+        if (net_tls_server_ctx_new(&o, &n->metrics_tls, e, sizeof e) != 0) {
+            snprintf(err, errlen, "metrics TLS: %s", e);
+            return -1;
+        }
     }
     if (c->peer_cert_file[0]) {
         struct net_tls_server_opts o = {0};
@@ -313,7 +320,7 @@ int node_start(const struct node_config *cfg, struct event_base *base, struct no
         }
     }
     if (cfg->listen_metrics_urls.n > 0 &&
-        node_metrics_server_start(base, &cfg->listen_metrics_urls, n->client_tls, &n->metrics,
+        node_metrics_server_start(base, &cfg->listen_metrics_urls, n->metrics_tls, &n->metrics,
                                   node_gauges, n, &n->msrv, err, errlen) != 0)
         goto fail;
     tv.tv_sec = cfg->heartbeat_ms / 1000;
@@ -503,6 +510,7 @@ void node_free(struct node *n)
     raft_free(n->raft);
     kv_close(n->kv);
     net_tls_ctx_free(n->client_tls);
+    net_tls_ctx_free(n->metrics_tls);
     net_tls_ctx_free(n->peer_server_tls);
     net_tls_ctx_free(n->peer_client_tls);
     free(n);

@@ -172,7 +172,7 @@ struct node {
     struct net_peer_transport *peers;
     struct net_grpc_server *grpc;
     struct node_metrics_server *msrv;
-    SSL_CTX *client_tls, *peer_server_tls, *peer_client_tls;
+    SSL_CTX *client_tls, *metrics_tls, *peer_server_tls, *peer_client_tls;
     struct event *tick_ev, *turn_ev, *stop_ev;
     struct node_metrics metrics;
     char member_dir[1100];
