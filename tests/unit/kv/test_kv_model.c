@@ -990,7 +990,9 @@ static int w_cb(const kv_watch_event_batch *b)
         const Mvccpb__Event *e = b->events[i];
         if (Wn == Wcap) {
             Wcap = Wcap ? Wcap * 2 : 1024;
-            Wv = realloc(Wv, Wcap * sizeof(wrec));
+            wrec *grown = realloc(Wv, Wcap * sizeof(wrec));
+            assert_non_null(grown);
+            Wv = grown;
         }
         wrec *r = &Wv[Wn++];
         memset(r, 0, sizeof *r);
