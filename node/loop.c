@@ -268,7 +268,6 @@ static void handle_soft_state(struct node *n, const struct raft_soft_state *ss)
     if (ss->role != n->role) {
         if (ss->role == RAFT_LEADER) {
             kv_lease_promote(n->kv, now);
-            n->leader_since_ms = now;
         } else if (n->role == RAFT_LEADER) {
             kv_lease_demote(n->kv);
         }
@@ -357,19 +356,14 @@ static void process_ready(struct node *n, struct turn_state *ts)
 }
 
 /* Log compaction after --snapshot-count applied entries, keeping 5000 for followers that
- * lag a little (etcd's SnapshotCatchUpEntries). After a member is added the whole applied
- * log goes, so the new member starts from a snapshot that carries the full membership. */
+ * lag a little (etcd's SnapshotCatchUpEntries). */
 static void maybe_compact(struct node *n)
 {
     uint64_t applied = n->applied, keep = 5000, upto;
     kv_wtxn *w = NULL;
     int rc;
-    if (n->compact_now) {
-        n->compact_now = false;
-        keep = 0;
-    } else if (applied < n->last_compact_index + n->cfg.snapshot_count) {
+    if (applied < n->last_compact_index + n->cfg.snapshot_count)
         return;
-    }
     if (applied <= keep)
         return;
     upto = applied - keep;

@@ -173,14 +173,13 @@ struct node {
     struct net_grpc_server *grpc;
     struct node_metrics_server *msrv;
     SSL_CTX *client_tls, *metrics_tls, *peer_server_tls, *peer_client_tls;
-    struct event *tick_ev, *turn_ev, *stop_ev;
+    struct event *tick_ev, *turn_ev;
     struct node_metrics metrics;
     char member_dir[1100];
 
     uint64_t id, cluster_id;
     struct node_members members;
     raft_id_t leader;
-    raft_term_t term;
     enum raft_role role;
     uint64_t applied;
     bool in_turn, turn_pending;
@@ -208,10 +207,7 @@ struct node {
     struct snap_out *snaps_out;
     struct snap_in snap_in;
     struct event *snap_ev;
-    bool snap_pending_install;
 
-    /* leases: expiry is tracked by the leader in memory (see lease.c) */
-    struct lease_table *leases;
 
     /* watch streams */
     struct watch_stream *wstreams;
@@ -229,21 +225,17 @@ struct node {
     int64_t peer_down_ms[RAFT_MAX_MEMBERS]; /* not connected since, or 0 */
     unsigned peer_url_idx[RAFT_MAX_MEMBERS]; /* which of its peer URLs is dialed */
     int n_peer_ids;
-    bool compact_now;            /* a member was added: compact the log to applied */
     /* peers RTT */
     double peer_rtt[RAFT_MAX_MEMBERS];
     uint64_t peer_rtt_id[RAFT_MAX_MEMBERS];
 
     uint64_t last_compact_index;
-    int64_t leader_since_ms;
     int64_t no_leader_since_ms;
     bool ids_unsaved;            /* write cluster/member ids and members in the next turn */
     bool removed;                /* this member was removed from the cluster */
     bool published;              /* our name and client URLs are in the member list */
     int64_t publish_at_ms;
     int64_t last_ping_s;
-    void (*removed_done)(void *);
-    void *removed_ud;
     /* lease keep-alives relayed to the leader, waiting for its answer */
     struct renew_wait *renews;
     /* MoveLeader calls waiting for the transfer */
@@ -271,7 +263,6 @@ struct waiter *node_propose(struct node *n, uint64_t id, uint8_t *data, size_t l
 struct waiter *node_waiter_add(struct node *n, uint64_t id, struct net_grpc_call *call,
                                waiter_done_fn done, void *arg);
 void node_waiter_fail(struct node *n, struct waiter *w, struct node_status st);
-void node_waiter_detach_call(struct node *n, struct net_grpc_call *call);
 /* Queues a linearizable read; serve runs once the ReadIndex is applied (or with an error). */
 void node_read(struct node *n, struct net_grpc_call *call, read_serve_fn serve, void *arg);
 /* The status a request gets when this member cannot serve it now, or ST_OK. */

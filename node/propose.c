@@ -328,14 +328,6 @@ void node_accept_forward(struct node *n, uint64_t from, const ProtobufCBinaryDat
     node_kick(n);
 }
 
-void node_waiter_detach_call(struct node *n, struct net_grpc_call *call)
-{
-    struct waiter *w;
-    for (w = n->whead; w; w = w->next)
-        if (w->call == call)
-            w->call = NULL;
-}
-
 /* Answers every waiting write with st (the member stops). */
 void node_fail_all_waiters(struct node *n, struct node_status st)
 {
