@@ -208,7 +208,6 @@ struct node {
     struct snap_in snap_in;
     struct event *snap_ev;
 
-
     /* watch streams */
     struct watch_stream *wstreams;
     uint64_t n_watch_streams;
