@@ -40,9 +40,7 @@ void sched_pod_req_from(const json_t *pod, struct sched_pod_req *out)
     out->tolerations = json_object_get(spec, "tolerations");
 }
 
-/* A toleration matches a taint per Kubernetes: same key (or empty key with Exists), value
- * equal for Equal, effect equal or empty. */
-static bool tolerates(const json_t *tols, const json_t *taint)
+bool sched_tolerates(const json_t *tols, const json_t *taint)
 {
     size_t i;
     json_t *t;
@@ -84,7 +82,7 @@ enum sched_fit sched_filter(const struct sched_node_info *n, const struct sched_
     json_array_foreach(n->taints, i, t) {
         const char *e = json_string_value(json_object_get(t, "effect"));
         if (e && !strcmp(e, "PreferNoSchedule")) continue;
-        if (!tolerates(p->tolerations, t)) return SCHED_FIT_TAINT;
+        if (!sched_tolerates(p->tolerations, t)) return SCHED_FIT_TAINT;
     }
     if (n->pods_used + 1 > n->pods_cap) return SCHED_FIT_PODS;
     if (n->cpu_used + p->cpu > n->cpu_cap) return SCHED_FIT_CPU;

@@ -47,6 +47,11 @@ const char *sched_fit_reason(enum sched_fit f);
 /* Extracts a pod's requirements from a validated Pod (or pod template) document. */
 void sched_pod_req_from(const json_t *pod, struct sched_pod_req *out);
 
+/* True when one of tols (a pod's spec.tolerations array, may be NULL) tolerates taint
+ * (one of a node's spec.taints), as Kubernetes matches them: same key (an empty key with
+ * operator Exists matches every key), equal value unless Exists, same effect or none. */
+bool sched_tolerates(const json_t *tols, const json_t *taint);
+
 /* Runs every filter; returns SCHED_FIT_OK or the first that fails. */
 enum sched_fit sched_filter(const struct sched_node_info *n, const struct sched_pod_req *p);
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sched/algo.h"
 #include "sched/ctrl.h"
 
 #define NODE_LEASE_PREFIX "/registry/leases/"
@@ -70,9 +71,29 @@ bool ctrl_nodes(struct ctrl *x)
             if (!evict_pods(x, name)) return false;
         }
     }
+    /* a NoExecute taint evicts the pods on its node that do not tolerate it */
+    json_t *pod;
+    json_object_foreach(sched_informer_objects(x->inf, SCHED_POD), key, pod) {
+        const char *nn = sched_obj_str(pod, "spec.nodeName");
+        json_t *node = *nn ? sched_informer_get(x->inf, SCHED_NODE, NULL, nn) : NULL;
+        size_t i;
+        json_t *t;
+        bool evict = false;
+        json_array_foreach(sched_obj_get(node, "spec.taints"), i, t) {
+            const char *eff = json_string_value(json_object_get(t, "effect"));
+            if (eff && !strcmp(eff, "NoExecute") &&
+                !sched_tolerates(sched_obj_get(pod, "spec.tolerations"), t))
+                evict = true;
+        }
+        if (!evict) continue;
+        const struct sched_fence *f = ctrl_fence(x);
+        if (!f) return false;
+        if (ctrl_wrote(x, sched_store_delete_obj(x->s, pod, f), "evict (NoExecute taint)", key) ==
+            SCHED_ENOTLEADER)
+            return false;
+    }
     /* pods bound to a node that no longer exists are evicted after the same timeout */
     json_t *gone = json_object();
-    json_t *pod;
     json_object_foreach(sched_informer_objects(x->inf, SCHED_POD), key, pod) {
         const char *nn = sched_obj_str(pod, "spec.nodeName");
         if (*nn && !sched_informer_get(x->inf, SCHED_NODE, NULL, nn)) json_object_set_new(gone, nn, json_true());

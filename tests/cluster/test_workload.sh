@@ -284,6 +284,24 @@ check "a new pod avoids the cordoned node (and the dead one)" wait_for 15 on_n2
 check "uncordon n1" kube uncordon n1
 kube delete pod pinned >/dev/null
 
+# --- 6d. a NoExecute taint evicts the pods that do not tolerate it ---------------------
+node_yaml() { # taints
+    cat <<EOF
+kind: Node
+metadata: {name: n2}
+spec: {taints: $1}
+status: {capacity: {cpu: 2, memory: 2Gi, pods: 20}}
+EOF
+}
+on_n2_before() { [ "$(pods_table app=web | awk '$2 == "n2"' | wc -l)" -gt 0 ]; }
+check "n2 runs some of the replicas" on_n2_before
+node_yaml '[{key: maintenance, value: "yes", effect: NoExecute}]' >"$D/taint.yaml"
+check "taint n2 with NoExecute" kube apply -f "$D/taint.yaml"
+off_n2() { [ "$(pods_table app=web | awk '$2 == "n2"' | wc -l)" -eq 0 ] && running_on_live app=web 6 $victim; }
+check "the pods that do not tolerate it leave n2 and run elsewhere" wait_for 30 off_n2
+node_yaml '[]' >"$D/untaint.yaml"
+check "remove the taint" kube apply -f "$D/untaint.yaml"
+
 # --- 6c. a pod bound to a node that does not exist is deleted after the eviction timeout
 cat >"$D/ghost.yaml" <<'EOF'
 kind: Pod
