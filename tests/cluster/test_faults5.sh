@@ -1,7 +1,8 @@
 #!/bin/bash
 # test_faults5 — a 5-member TLS cluster under client load: a 2|3 partition with the leader in
-# the minority, silent one-way partitions (the leader cannot be heard / cannot hear),
-# flapping partitions, and two members killed at once; the history stays linearizable.
+# the minority, silent one-way partitions (the leader cannot be heard / cannot hear), two
+# followers cut from each other, a bridge partition, flapping partitions, and two members
+# killed at once; the history stays linearizable.
 #
 #   bash tests/cluster/test_faults5.sh           (PLINTH_BIN=/usr/bin/etcd runs it on etcd)
 set -u
@@ -86,6 +87,33 @@ NL=$(new_leader_among 10 "$L" $(others "$L")) || NL=""
 cl_check "a leader other than the deaf m$L (m${NL:-none})" test -n "$NL"
 cl_heal
 cl_check "after healing m$L catches up" cl_wait_value 20 "$L" f5/deaf v-deaf --consistency=s
+
+# ---- 2b. partitions that leave the leader connected -------------------------------------------
+# Two followers that cannot reach each other but hear the leader must not disturb it.
+L=$(cl_wait_leader 20) || L=""
+read -r F1 F2 _ <<<"$(others "$L" | tr '\n' ' ')"
+term_of() { cl_status "$1" | cut -d' ' -f3; }
+term0=$(term_of "$L")
+cl_log "cut m$F1 <-> m$F2 (leader m$L reaches both)"
+cl_check "the proxy cuts the link between two followers" cl_proxy_rules "drop m$F1 m$F2"
+cl_check "writes go on while two followers are cut from each other" cl_wait_put 10 f5/followers v-fol "$L"
+sleep 3
+L2=$(cl_leader_once) || L2=""
+term1=$(term_of "$L")
+cl_check "the leader m$L keeps leading, term unchanged (${term0:-?} -> ${term1:-?})" \
+    eval '[ "$L2" = "$L" ] && [ -n "$term0" ] && [ "$term0" = "$term1" ]'
+cl_heal
+
+# A bridge: {a b} and {d e} cannot reach each other; c reaches everyone. A majority that
+# includes c exists on both sides, so the cluster must stay available.
+read -r A B Cm D E <<<"$(seq 1 5 | shuf --random-source=<(yes $$) | tr '\n' ' ')"
+cl_log "bridge {m$A m$B} - m$Cm - {m$D m$E}"
+cl_check "the proxy builds a bridge partition" cl_proxy_rules \
+    "drop m$A m$D" "drop m$A m$E" "drop m$B m$D" "drop m$B m$E"
+cl_check "writes go through across the bridge" cl_wait_put 20 f5/bridge v-bridge
+sleep 2
+cl_check "a leader during the bridge (m$(cl_wait_leader 20 || echo none))" cl_wait_leader 20
+cl_heal
 
 # ---- 3. flapping partitions ------------------------------------------------------------------
 cl_log "flapping partitions for ${FLAP_SECONDS:-12}s"
