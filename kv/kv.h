@@ -534,7 +534,9 @@ int kv_snapshot_file_info(const char *path, kv_snapshot_info *info);
  * catch up from the new contents or get a compaction delivery. No write transaction may
  * be open: the node calls it before kv_wtxn_begin of the turn whose Raft ready batch
  * carries the snapshot, and records the conf state in that turn. On failure the store keeps its old contents if the swap did not happen yet;
- * KV_EIO after the swap means the store is closed for business (kv_errmsg says why). */
+ * KV_EIO after the swap means the store is closed for business (kv_errmsg says why).
+ * KV_EBUSY while a kv_snapshot_write_* copy runs on another thread; a copy called during
+ * the restore waits for it to finish and then copies the new contents. */
 int kv_restore(kv_store *s, const char *path, const kv_snap_meta *log_start);
 
 #endif

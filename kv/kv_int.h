@@ -145,6 +145,7 @@ struct kv_store {
     pthread_cond_t copy_cv;
     int copies;
     bool resizing;        /* the loop waits to resize: new copies wait for it */
+    bool restoring;       /* kv_restore is swapping the environment: new copies wait */
     bool broken;          /* a failed restore left the store closed */
 
     MDB_txn *rtxn;        /* cached reset read txn */

@@ -9,17 +9,22 @@
 
 #include "kv/kv_int.h"
 
-/* May run on another thread: touches only the environment, never s->errmsg. */
+/* May run on another thread: touches only the environment, never s->errmsg. The
+ * environment pointer is read under copy_mu once no resize or restore is under way, and
+ * the copy counted, so neither can close or remap it until the copy is done. */
 int kv_snapshot_write_fd(kv_store *s, int fd, bool compact)
 {
-    if (!s->env)
-        return KV_EIO;
     pthread_mutex_lock(&s->copy_mu);
-    while (s->resizing)
+    while (s->resizing || s->restoring)
         pthread_cond_wait(&s->copy_cv, &s->copy_mu);
+    MDB_env *env = s->env;
+    if (!env) {
+        pthread_mutex_unlock(&s->copy_mu);
+        return KV_EIO;
+    }
     s->copies++;
     pthread_mutex_unlock(&s->copy_mu);
-    int rc = mdb_env_copyfd2(s->env, fd, compact ? MDB_CP_COMPACT : 0);
+    int rc = mdb_env_copyfd2(env, fd, compact ? MDB_CP_COMPACT : 0);
     pthread_mutex_lock(&s->copy_mu);
     s->copies--;
     pthread_cond_broadcast(&s->copy_cv);
@@ -190,15 +195,33 @@ static int localize(kv_store *s, const char *path, const kv_snap_meta *log_start
     return rc ? kv_seterr(s, KV_EIO, "kv: restore: rewrite %s: %s", path, mdb_strerror(rc)) : 0;
 }
 
+static int restore_swap(kv_store *s, const char *path, const kv_snap_meta *log_start);
+
 int kv_restore(kv_store *s, const char *path, const kv_snap_meta *log_start)
 {
     if (s->wtxn)
         return kv_seterr(s, KV_EBUSY, "kv: restore: a write transaction is open");
+    /* Checking for running copies is not enough: a copy thread that starts after the
+     * check would copy an environment being closed. `restoring` holds new copies back
+     * until the swap is over. */
     pthread_mutex_lock(&s->copy_mu);
-    int copies = s->copies;
+    bool busy = s->copies > 0;
+    if (!busy)
+        s->restoring = true;
     pthread_mutex_unlock(&s->copy_mu);
-    if (copies)
+    if (busy)
         return kv_seterr(s, KV_EBUSY, "kv: restore: a snapshot copy is running");
+    int err = restore_swap(s, path, log_start);
+    pthread_mutex_lock(&s->copy_mu);
+    s->restoring = false;
+    pthread_cond_broadcast(&s->copy_cv);
+    pthread_mutex_unlock(&s->copy_mu);
+    return err;
+}
+
+/* kv_restore with new copies held back. */
+static int restore_swap(kv_store *s, const char *path, const kv_snap_meta *log_start)
+{
     if (!s->env)
         return kv_seterr(s, KV_EIO, "kv: restore: store is closed");
     int err = localize(s, path, log_start);

@@ -2,6 +2,7 @@
  * with the caller's clock, checkpoints, restart), the quota and a full LMDB map, and
  * snapshots: copying a store and installing the copy on another member. */
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/unit/kv/kvtest.h"
@@ -398,6 +399,104 @@ static void test_snapshot_while_writing(void **state)
     kvt_done(&t);
 }
 
+/* A copier that pauses between copies, so a restore finds a moment with no copy running. */
+static void *copy_loop_paced(void *arg)
+{
+    copier *c = arg;
+    while (!c->stop) {
+        int rc = kv_snapshot_write_path(c->s, c->path, false);
+        kv_snapshot_info info;
+        if (rc != 0 || kv_snapshot_file_info(c->path, &info) != 0 || info.cluster_id != 100)
+            c->failures++;
+        else
+            c->copies++;
+        usleep(500);
+    }
+    return NULL;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* Restores of a store that another thread keeps copying: each restore either waits for
+ * no copy (KV_EBUSY while one runs) or swaps the environment with no copy able to start
+ * in between; every copy is a whole, readable store. */
+static void test_restore_while_copying(void **state)
+{
+    (void)state;
+    kvt a, b;
+    kv_options o;
+    kv_options_init(&o);
+    o.no_sync = true;
+    kvt_init(&a, "kv-rcopy-a", &o);
+    kvt_init(&b, "kv-rcopy-b", &o);
+    kv_wtxn *w;
+    assert_int_equal(kv_wtxn_begin(a.s, &w), 0);
+    assert_int_equal(kv_ids_set(w, 100, 1), 0);
+    assert_int_equal(kv_wtxn_commit(w), 0);
+    assert_int_equal(kv_wtxn_begin(b.s, &w), 0);
+    assert_int_equal(kv_ids_set(w, 100, 2), 0);
+    assert_int_equal(kv_wtxn_commit(w), 0);
+    for (int i = 0; i < 200; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(kvt_put1(&a, k, "some value of moderate length"), 0);
+    }
+    char master[512], path[512];
+    snprintf(master, sizeof master, "%s/master.db", a.dir);
+    snprintf(path, sizeof path, "%s/in.db", b.dir);
+    assert_int_equal(kv_snapshot_write_path(a.s, master, false), 0);
+    kv_snapshot_info info;
+    assert_int_equal(kv_snapshot_file_info(master, &info), 0);
+    kv_snap_meta ls = {info.applied_index, 1};
+
+    copier c = {.s = b.s};
+    snprintf(c.path, sizeof c.path, "%s/copy.db", a.dir);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, copy_loop_paced, &c), 0);
+    int restored = 0, busy = 0;
+    int64_t deadline = mono_ms() + 20000;
+    while (restored < 30 && mono_ms() < deadline) {
+        copy_file(master, path);
+        int rc = kv_restore(b.s, path, &ls);
+        if (rc == KV_EBUSY) {
+            busy++;
+            unlink(path);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        restored++;
+    }
+    c.stop = 1;
+    pthread_join(th, NULL);
+    print_message("# %d restores (%d refused while a copy ran), %d copies\n", restored, busy,
+                  c.copies);
+    assert_int_equal(restored, 30);
+    assert_int_equal(c.failures, 0);
+    assert_true(c.copies > 0);
+    char buf[64];
+    assert_string_equal(kvt_get(&b, "k7", 0, buf, sizeof buf), "some value of moderate length");
+    kvt_done(&a);
+    kvt_done(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_map_full_and_quota),
         cmocka_unit_test(test_snapshot_restore),
         cmocka_unit_test(test_snapshot_while_writing),
+        cmocka_unit_test(test_restore_while_copying),
     };
     return PLINTH_RUN_TESTS("kv_lease", tests);
 }
