@@ -2,6 +2,7 @@
  * with the caller's clock, checkpoints, restart), the quota and a full LMDB map, and
  * snapshots: copying a store and installing the copy on another member. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -339,14 +340,14 @@ static void test_snapshot_restore(void **state)
 typedef struct copier {
     kv_store *s;
     char path[512];
-    volatile int stop;
+    atomic_int stop; /* set by the test thread, read by the copier */
     int copies, failures;
 } copier;
 
 static void *copy_loop(void *arg)
 {
     copier *c = arg;
-    while (!c->stop) {
+    while (!atomic_load(&c->stop)) {
         if (kv_snapshot_write_path(c->s, c->path, c->copies % 2) == 0) {
             kv_snapshot_info info;
             if (kv_snapshot_file_info(c->path, &info) != 0)
@@ -387,7 +388,7 @@ static void test_snapshot_while_writing(void **state)
         p.key = kvt_b(key);
         assert_int_equal(retry_apply(&t, &req, &mapfull), 0);
     }
-    c.stop = 1;
+    atomic_store(&c.stop, 1);
     pthread_join(th, NULL);
     assert_int_equal(c.failures, 0);
     assert_true(c.copies > 0);
@@ -403,7 +404,7 @@ static void test_snapshot_while_writing(void **state)
 static void *copy_loop_paced(void *arg)
 {
     copier *c = arg;
-    while (!c->stop) {
+    while (!atomic_load(&c->stop)) {
         int rc = kv_snapshot_write_path(c->s, c->path, false);
         kv_snapshot_info info;
         if (rc != 0 || kv_snapshot_file_info(c->path, &info) != 0 || info.cluster_id != 100)
@@ -484,7 +485,7 @@ static void test_restore_while_copying(void **state)
         assert_int_equal(rc, 0);
         restored++;
     }
-    c.stop = 1;
+    atomic_store(&c.stop, 1);
     pthread_join(th, NULL);
     print_message("# %d restores (%d refused while a copy ran), %d copies\n", restored, busy,
                   c.copies);
