@@ -35,13 +35,10 @@ static void member_reply_fill(struct node *n, struct member_reply *mr)
     fill_members(&n->members, mr->pbs, mr->ptrs, mr->urls);
 }
 
-static void member_list_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
+static void member_list_reply(struct node *n, struct net_grpc_call *call)
 {
-    struct node *n = ud;
     Etcdserverpb__MemberListResponse r = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
     struct member_reply *mr = calloc(1, sizeof(*mr));
-    (void)msg;
-    (void)len;
     if (!mr) {
         node_reply_status(call, ST_NO_MEMORY);
         return;
@@ -52,6 +49,40 @@ static void member_list_h(struct net_grpc_call *call, const uint8_t *msg, size_t
     r.members = mr->ptrs;
     net_grpc_call_reply_msg(call, &r.base);
     free(mr);
+}
+
+static void member_list_serve(struct node *n, struct read_req *r, struct node_status st)
+{
+    if (!r->call)
+        return;
+    if (st.code)
+        node_reply_status(r->call, st);
+    else
+        member_list_reply(n, r->call);
+}
+
+/* MemberList{linearizable} (etcd 3.5) waits for a ReadIndex round; otherwise the local
+ * list is answered at once (also on learners). */
+static void member_list_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
+{
+    struct node *n = ud;
+    Etcdserverpb__MemberListRequest *req = etcdserverpb__member_list_request__unpack(NULL, len, msg);
+    bool lin;
+    if (!req) {
+        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+        return;
+    }
+    lin = req->linearizable;
+    etcdserverpb__member_list_request__free_unpacked(req, NULL);
+    if (lin) {
+        struct node_status st = node_can_serve(n, false);
+        if (st.code)
+            node_reply_status(call, st);
+        else
+            node_read(n, call, member_list_serve, NULL);
+        return;
+    }
+    member_list_reply(n, call);
 }
 
 /* ---- proposing membership changes ------------------------------------------------------ */
