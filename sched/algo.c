@@ -164,9 +164,11 @@ bool sched_rollout_step(int64_t replicas, int64_t max_surge, int64_t max_unavail
                         size_t nold, int64_t *new_out, int64_t *old_out)
 {
     bool changed = false;
-    int64_t total = newrs.replicas, ready = newrs.ready;
+    /* pods not yet deleted (or not yet created) count as much as desired ones */
+    int64_t total = newrs.replicas > newrs.pods ? newrs.replicas : newrs.pods;
+    int64_t ready = newrs.ready;
     for (size_t i = 0; i < nold; i++) {
-        total += old[i].replicas;
+        total += old[i].replicas > old[i].pods ? old[i].replicas : old[i].pods;
         ready += old[i].ready < old[i].replicas ? old[i].ready : old[i].replicas;
         old_out[i] = old[i].replicas;
     }

@@ -82,12 +82,15 @@ int64_t sched_int_or_percent(const json_t *v, int64_t total, bool round_up);
 struct sched_rs_state {
     int64_t replicas;  /* spec.replicas (desired count of the ReplicaSet) */
     int64_t ready;     /* pods of it that are Running and Ready */
+    int64_t pods;      /* pods of it that exist now (its controller may lag behind
+                        * replicas); the surge budget counts max(replicas, pods) */
 };
 
 /* One step of a rolling update. Inputs: the deployment's desired replicas, maxSurge and
  * maxUnavailable (resolved), the new ReplicaSet and the old ones. Writes the new desired
- * replica counts (new_out, old_out[i]); never lets the ReplicaSets' total desired count
- * exceed replicas + max_surge, nor scales down so that the ready count could drop below
+ * replica counts (new_out, old_out[i]); never lets the ReplicaSets' total (each counted as
+ * the larger of its desired count and its existing pods, so pods an old ReplicaSet has not
+ * yet deleted still count) exceed replicas + max_surge, nor scales down so that the ready count could drop below
  * replicas - max_unavailable (old pods that are not ready are removed first, they do not
  * count as available anyway). Returns true when any count changed. */
 bool sched_rollout_step(int64_t replicas, int64_t max_surge, int64_t max_unavailable,

@@ -98,7 +98,8 @@ static json_t *owned_pods(struct ctrl *x, const json_t *rs)
     return none;
 }
 
-static bool reconcile_rs(struct ctrl *x, json_t *rs)
+/* creating: false = delete surplus pods and report status; true = create missing pods */
+static bool reconcile_rs(struct ctrl *x, json_t *rs, bool creating)
 {
     json_t *pods = owned_pods(x, rs);
     const char *ns = sched_obj_namespace(rs);
@@ -120,11 +121,16 @@ static bool reconcile_rs(struct ctrl *x, json_t *rs)
     }
     int64_t want = sched_obj_int(rs, "spec.replicas", 1);
     bool ok = true;
-    if ((int64_t)n < want) {
-        int64_t todo = want - (int64_t)n;
-        if (todo > MAX_CREATES_PER_PASS) todo = MAX_CREATES_PER_PASS;
-        ok = create_pods(x, rs, todo) != SCHED_ENOTLEADER;
-    } else if ((int64_t)n > want) {
+    if (creating) {
+        if ((int64_t)n < want) {
+            int64_t todo = want - (int64_t)n;
+            if (todo > MAX_CREATES_PER_PASS) todo = MAX_CREATES_PER_PASS;
+            ok = create_pods(x, rs, todo) != SCHED_ENOTLEADER;
+        }
+        free(own);
+        return ok;
+    }
+    if ((int64_t)n > want) {
         qsort(own, n, sizeof(*own), cmp_owned);
         for (size_t i = 0; i < n - (size_t)want && ok; i++) {
             const struct sched_fence *f = ctrl_fence(x);
@@ -163,8 +169,13 @@ bool ctrl_replicasets(struct ctrl *x)
 {
     const char *key;
     json_t *rs;
+    /* every ReplicaSet deletes its surplus before any creates: during a rollout the old
+     * ones shrink before the new one grows, so the pod count stays within the surge */
     json_object_foreach(sched_informer_objects(x->inf, SCHED_REPLICASET), key, rs) {
-        if (!reconcile_rs(x, rs)) return false;
+        if (!reconcile_rs(x, rs, false)) return false;
+    }
+    json_object_foreach(sched_informer_objects(x->inf, SCHED_REPLICASET), key, rs) {
+        if (!reconcile_rs(x, rs, true)) return false;
     }
     return true;
 }
@@ -253,6 +264,18 @@ static int64_t rs_pods(struct ctrl *x, const json_t *rs)
     return n;
 }
 
+/* Pods of the ReplicaSet that have not ended. */
+static int64_t rs_active(struct ctrl *x, const json_t *rs)
+{
+    int64_t n = 0;
+    size_t i;
+    json_t *pod;
+    json_array_foreach(owned_pods(x, rs), i, pod) {
+        if (ctrl_owned_by(pod, "ReplicaSet", rs) && ctrl_pod_active(pod)) n++;
+    }
+    return n;
+}
+
 static int cmp_rev(const void *a, const void *b)
 {
     int64_t x = rs_revision(*(json_t *const *)a), y = rs_revision(*(json_t *const *)b);
@@ -292,7 +315,8 @@ static bool reconcile_deployment(struct ctrl *x, json_t *d)
     }
     char revbuf[32];
     snprintf(revbuf, sizeof(revbuf), "%lld", (long long)rs_revision(newrs));
-    struct sched_rs_state ns = {sched_obj_int(newrs, "spec.replicas", 0), rs_ready(x, newrs)};
+    struct sched_rs_state ns = {sched_obj_int(newrs, "spec.replicas", 0), rs_ready(x, newrs),
+                                rs_active(x, newrs)};
     struct sched_rs_state *os = calloc(nold ? nold : 1, sizeof(*os));
     int64_t *oout = calloc(nold ? nold : 1, sizeof(*oout));
     int64_t nout = ns.replicas;
@@ -305,6 +329,7 @@ static bool reconcile_deployment(struct ctrl *x, json_t *d)
     for (size_t i = 0; i < nold; i++) {
         os[i].replicas = sched_obj_int(old[i], "spec.replicas", 0);
         os[i].ready = rs_ready(x, old[i]);
+        os[i].pods = rs_active(x, old[i]);
     }
     const char *type = sched_obj_str(d, "spec.strategy.type");
     if (!strcmp(type, "Recreate")) {

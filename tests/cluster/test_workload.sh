@@ -214,14 +214,17 @@ kube delete pod late1 late2 late3 >/dev/null
 # --- 5. rolling update v1 -> v2 and undo, with maxUnavailable honoured ----------------
 kube scale deployment/web --replicas 6 >/dev/null
 wait_for 30 running_on_live app=web 6 $victim >/dev/null
-monitor() { # samples the ready count until the flag file disappears; prints the minimum
-    local min=99 n
+monitor() { # samples until the flag file disappears; prints the least ready and most pods
+    local min=99 max=0 t n all
     while [ -e "$D/monitoring" ]; do
-        n=$(pods_table app=web | awk '$3 == "1/1" && $4 == "Running"' | wc -l)
+        t=$(pods_table app=web)   # one consistent read
+        n=$(echo "$t" | awk '$3 == "1/1" && $4 == "Running"' | wc -l)
+        all=$(echo "$t" | grep -c .)
         [ "$n" -lt "$min" ] && min=$n
+        [ "$all" -gt "$max" ] && max=$all
         sleep 0.05
     done
-    echo "$min"
+    echo "$min $max"
 }
 touch "$D/monitoring"
 monitor >"$D/min_ready" &
@@ -235,8 +238,9 @@ check "rollout undo" kube rollout undo deployment/web
 check "rollout back to v1 completes" kube rollout status deployment/web --timeout 60
 rm -f "$D/monitoring"
 wait $MON
-min=$(cat "$D/min_ready")
+read -r min max <"$D/min_ready"
 check "ready replicas never fell below 6 - maxUnavailable(1) = 5 (minimum seen: $min)" [ "$min" -ge 5 ]
+check "pods never exceeded 6 + maxSurge(1) = 7 (maximum seen: $max)" [ "$max" -le 7 ]
 hist() { kube rollout history deployment/web | grep -q '^3 '; }
 check "history shows revision 3 (v1 again)" hist
 v1() { kube get deployment web -o yaml | grep -q 'plinth/sleep:v1'; }

@@ -230,12 +230,13 @@ static void test_rollout_simulated(void **state)
         int64_t surge = rnd_in(0, 3), unavail = rnd_in(0, 3);
         if (surge == 0 && unavail == 0) surge = 1;
         size_t nold = (size_t)rnd_in(1, 3);
-        struct sched_rs_state newrs = {0, 0}, old[3];
+        struct sched_rs_state newrs = {0, 0, 0}, old[3];
         int64_t left = replicas;
         for (size_t i = 0; i < nold; i++) {
             old[i].replicas = i + 1 == nold ? left : rnd_in(0, left);
             left -= old[i].replicas;
             old[i].ready = old[i].replicas;
+            old[i].pods = old[i].replicas;
         }
         int steps = 0;
         for (;;) {
@@ -255,9 +256,11 @@ static void test_rollout_simulated(void **state)
             /* never grows the desired total above replicas + maxSurge */
             if (nout > newrs.replicas) assert_true(total <= replicas + surge);
             newrs.replicas = nout;
+            newrs.pods = nout;
             if (newrs.ready > nout) newrs.ready = nout;
             for (size_t i = 0; i < nold; i++) {
                 old[i].replicas = oout[i];
+                old[i].pods = oout[i];
                 if (old[i].ready > oout[i]) old[i].ready = oout[i];
             }
             /* some starting pods become ready */
@@ -276,31 +279,38 @@ static void test_rollout_cases(void **state)
     (void)state;
     int64_t nout, oout[2];
     /* a fresh deployment: the new ReplicaSet goes straight to replicas */
-    struct sched_rs_state fresh = {0, 0};
+    struct sched_rs_state fresh = {0, 0, 0};
     assert_true(sched_rollout_step(5, 1, 1, fresh, NULL, 0, &nout, oout));
     assert_int_equal(nout, 5);
     /* scaling down without a rollout */
-    struct sched_rs_state big = {5, 5};
+    struct sched_rs_state big = {5, 5, 5};
     assert_true(sched_rollout_step(3, 1, 1, big, NULL, 0, &nout, oout));
     assert_int_equal(nout, 3);
     /* steady state: nothing to do */
-    struct sched_rs_state done = {3, 3};
+    struct sched_rs_state done = {3, 3, 3};
     assert_false(sched_rollout_step(3, 1, 1, done, NULL, 0, &nout, oout));
     /* surge only (maxUnavailable 0): one new pod first, no old pod goes before it is ready */
-    struct sched_rs_state n0 = {0, 0}, old[1] = {{4, 4}};
+    struct sched_rs_state n0 = {0, 0, 0}, old[1] = {{4, 4, 4}};
     assert_true(sched_rollout_step(4, 1, 0, n0, old, 1, &nout, oout));
     assert_int_equal(nout, 1);
     assert_int_equal(oout[0], 4);
-    struct sched_rs_state n1 = {1, 1};
+    struct sched_rs_state n1 = {1, 1, 1};
     assert_true(sched_rollout_step(4, 1, 0, n1, old, 1, &nout, oout));
     assert_int_equal(oout[0], 3);
     /* unavailable only (maxSurge 0): old pods go first, within the budget */
     assert_true(sched_rollout_step(4, 0, 2, n0, old, 1, &nout, oout));
     assert_int_equal(nout, 0);
     assert_int_equal(oout[0], 2);
+    /* an old ReplicaSet scaled to 0 whose pods still exist holds the surge budget */
+    struct sched_rs_state n5 = {5, 5, 5}, lagging[1] = {{0, 2, 2}};
+    assert_false(sched_rollout_step(6, 1, 1, n5, lagging, 1, &nout, oout));
+    assert_int_equal(nout, 5);
+    struct sched_rs_state gone[1] = {{0, 0, 0}};
+    assert_true(sched_rollout_step(6, 1, 1, n5, gone, 1, &nout, oout));
+    assert_int_equal(nout, 6);
     /* old pods that are not ready are removed at once: they cost no availability */
-    struct sched_rs_state sick[2] = {{3, 1}, {1, 1}};
-    struct sched_rs_state n2 = {2, 2};
+    struct sched_rs_state sick[2] = {{3, 1, 3}, {1, 1, 1}};
+    struct sched_rs_state n2 = {2, 2, 2};
     assert_true(sched_rollout_step(6, 0, 0, n2, sick, 2, &nout, oout));
     assert_int_equal(oout[0], 1);
     assert_int_equal(oout[1], 1);
