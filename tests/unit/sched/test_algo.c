@@ -273,6 +273,65 @@ static void test_rollout_simulated(void **state)
     }
 }
 
+/* The planner and lagging ReplicaSet controllers together: the planner may run several
+ * times before the pods follow the desired counts, and the ReplicaSets catch up in any
+ * order (surplus pods go unready first; new pods start unready). The pods that exist never exceed
+ * replicas + maxSurge, ready pods never drop below replicas - maxUnavailable, and the
+ * rollout ends. */
+static void test_rollout_with_lagging_controllers(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 2000; round++) {
+        int64_t replicas = rnd_in(1, 10);
+        int64_t surge = rnd_in(0, 3), unavail = rnd_in(0, 3);
+        if (surge == 0 && unavail == 0) unavail = 1;
+        size_t nold = (size_t)rnd_in(1, 2);
+        struct sched_rs_state newrs = {0, 0, 0}, old[2];
+        int64_t left = replicas;
+        for (size_t i = 0; i < nold; i++) {
+            int64_t r = i + 1 == nold ? left : rnd_in(0, left);
+            left -= r;
+            old[i] = (struct sched_rs_state){r, r, r};
+        }
+        int64_t floor = replicas - unavail;
+        for (int steps = 0;; steps++) {
+            assert_true(steps < 2000);
+            int64_t nout, oout[2];
+            bool ch = sched_rollout_step(replicas, surge, unavail, newrs, old, nold, &nout, oout);
+            newrs.replicas = nout;
+            for (size_t i = 0; i < nold; i++) old[i].replicas = oout[i];
+            if (rnd() % 3 == 0) {
+                /* some ReplicaSet controllers catch up, in any order, each moving its pods
+                 * to its desired count (deleting unready pods first, new pods unready) */
+                struct sched_rs_state *all[3] = {&newrs, &old[0], nold > 1 ? &old[1] : NULL};
+                int first = (int)(rnd() % 3);
+                for (int j = 0; j < 3; j++) {
+                    struct sched_rs_state *r = all[(first + j) % 3];
+                    if (!r || rnd() % 3 == 0) continue;
+                    if (r->pods > r->replicas) {
+                        int64_t unready = r->pods - r->ready, surplus = r->pods - r->replicas;
+                        if (surplus > unready) r->ready -= surplus - unready;
+                    }
+                    r->pods = r->replicas;
+                    int64_t ready = 0, pods = 0;
+                    for (int k = 0; k < 3; k++)
+                        if (all[k]) {
+                            ready += all[k]->ready;
+                            pods += all[k]->pods;
+                        }
+                    assert_true(pods <= replicas + surge);
+                    assert_true(ready >= floor);
+                }
+            }
+            /* some new pods become ready */
+            if (newrs.ready < newrs.pods) newrs.ready += rnd_in(0, newrs.pods - newrs.ready);
+            int64_t olds = 0;
+            for (size_t i = 0; i < nold; i++) olds += old[i].pods + old[i].replicas;
+            if (!ch && newrs.pods == replicas && newrs.ready == replicas && olds == 0) break;
+        }
+    }
+}
+
 /* Fixed scenarios of the rolling-update step. */
 static void test_rollout_cases(void **state)
 {
@@ -326,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_int_or_percent),
         cmocka_unit_test(test_rollout_simulated),
         cmocka_unit_test(test_rollout_cases),
+        cmocka_unit_test(test_rollout_with_lagging_controllers),
     };
     return PLINTH_RUN_TESTS("sched/algo", tests);
 }
