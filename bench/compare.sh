@@ -99,7 +99,7 @@ run_server() { # label binary
          --cert "$dir/certs/client.pem" --key "$dir/certs/client-key.pem")
     log "$label: memory: $KEYS keys of 100 bytes into a fresh cluster, then resident memory and size on disk"
     "$BENCH" put "${tls[@]}" --clients 64 --conns 8 --sequential-keys --key-size 16 \
-        --val-size 100 --total "$KEYS" --max-time 400 --prefix mem/ -q -w json \
+        --val-size 100 --total "$KEYS" --max-time 900 --prefix mem/ -q -w json \
         >"$OUT/$label-load.json" 2>>"$OUT/$label-bench.err"
     sleep 2
     local rss=0 anon=0 disk=0 name pid v
