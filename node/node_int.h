@@ -223,6 +223,7 @@ struct node {
     int64_t peer_gone_ms[RAFT_MAX_MEMBERS]; /* when it left the member list, or 0 */
     int64_t peer_down_ms[RAFT_MAX_MEMBERS]; /* not connected since, or 0 */
     unsigned peer_url_idx[RAFT_MAX_MEMBERS]; /* which of its peer URLs is dialed */
+    char peer_url[RAFT_MAX_MEMBERS][300];    /* ... and that URL */
     int n_peer_ids;
     /* peers RTT */
     double peer_rtt[RAFT_MAX_MEMBERS];

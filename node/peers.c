@@ -394,6 +394,7 @@ void node_peers_sync(struct node *n)
             n->peer_gone_ms[k] = n->peer_gone_ms[n->n_peer_ids];
             n->peer_url_idx[k] = n->peer_url_idx[n->n_peer_ids];
             n->peer_down_ms[k] = n->peer_down_ms[n->n_peer_ids];
+            memcpy(n->peer_url[k], n->peer_url[n->n_peer_ids], sizeof n->peer_url[k]);
             k--;
         }
     }
@@ -411,10 +412,18 @@ void node_peers_sync(struct node *n)
             n->peer_gone_ms[k] = 0;
             n->peer_url_idx[k] = 0;
             n->peer_down_ms[k] = 0;
+            n->peer_url[k][0] = 0;
             n->peer_ids[n->n_peer_ids++] = m->id;
         }
         /* A member may have several peer URLs: dial one, and move to the next when it
-         * has not connected for a second (etcd's peers try every URL). */
+         * has not connected for a second (etcd's peers try every URL). The URL in use
+         * stays in use while it is in the member's list (a MemberUpdate that adds URLs
+         * must not cut a working connection). */
+        for (u = 0; u < m->peer_urls.n; u++)
+            if (!strcmp(m->peer_urls.u[u].raw, n->peer_url[k])) {
+                n->peer_url_idx[k] = (unsigned)u;
+                break;
+            }
         if (net_peer_connected(n->peers, m->id)) {
             n->peer_down_ms[k] = 0;
         } else if (!n->peer_down_ms[k]) {
@@ -423,8 +432,9 @@ void node_peers_sync(struct node *n)
             n->peer_url_idx[k]++;
             n->peer_down_ms[k] = now;
         }
-        u = n->peer_url_idx[k] % m->peer_urls.n;
-        net_peer_add(n->peers, m->id, m->peer_urls.u[u].raw);
+        u = (int)(n->peer_url_idx[k] % (unsigned)m->peer_urls.n);
+        if (net_peer_add(n->peers, m->id, m->peer_urls.u[u].raw) == 0)
+            memcpy(n->peer_url[k], m->peer_urls.u[u].raw, sizeof n->peer_url[k]); /* same size */
     }
 }
 
