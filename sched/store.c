@@ -387,9 +387,17 @@ int sched_store_write_batch(struct sched_store *s, struct sched_write *w, size_t
 {
     struct batch_slot *slots = calloc(n ? n : 1, sizeof(*slots));
     size_t pending = 0;
-    if (!slots) return SCHED_ENOMEM;
+    if (!slots) {
+        for (size_t i = 0; i < n; i++) w[i].rc = SCHED_ENOMEM;
+        seterr(s, "write batch: out of memory");
+        return SCHED_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
         struct txn_msg m;
+        if (!w[i].del && !w[i].value) { /* the caller could not encode it (out of memory) */
+            w[i].rc = SCHED_ENOMEM;
+            continue;
+        }
         txn_build(&m, w[i].key, w[i].del, w[i].value, w[i].len, w[i].expect_mod, w[i].lease, fence);
         slots[i] = (struct batch_slot){s, &w[i], fence, &pending};
         w[i].rc = SCHED_ESTORE;

@@ -104,7 +104,8 @@ struct sched_write {
 
 /* Sends every write at once (each its own transaction, all in flight together, so the
  * store can commit them in one batch) and waits for all answers. Each w[i].rc gets the
- * code sched_store_put would return. Returns 0, or SCHED_ENOMEM. The writes are
+ * code sched_store_put would return (SCHED_ENOMEM for a put whose value is NULL).
+ * Returns 0, or SCHED_ENOMEM (then every rc is SCHED_ENOMEM). The writes are
  * independent: some may succeed while others fail. */
 int sched_store_write_batch(struct sched_store *s, struct sched_write *w, size_t n,
                             const struct sched_fence *fence);
