@@ -270,6 +270,37 @@ last_two() { kube rollout history deployment/hist | awk 'NR > 2 { print $1 }' | 
 check "the history holds revisions 3 and 4" last_two
 kube delete deployment hist >/dev/null
 
+# --- 5c. Recreate strategy: old pods go before new ones start ---------------------------
+rec_yaml() { # version
+    cat <<EOF
+kind: Deployment
+metadata: {name: rec}
+spec:
+  replicas: 2
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: rec}}
+  template:
+    metadata: {labels: {app: rec}}
+    spec: {containers: [{name: c, image: "plinth/sleep:$1", command: [sleep, "3600"]}]}
+EOF
+}
+rec_yaml 1 >"$D/rec.yaml"; kube apply -f "$D/rec.yaml" >/dev/null
+check "Recreate deployment v1 rolls out" kube rollout status deployment/rec --timeout 30
+rec_yaml 2 >"$D/rec.yaml"; kube apply -f "$D/rec.yaml" >/dev/null
+rec_mixed=0
+rec_watch() { # samples until v2 is out: a v1 and a v2 pod must never coexist
+    local t; local end=$((SECONDS + 30))
+    while [ $SECONDS -lt $end ]; do
+        t=$(kube get pods -l app=rec -o yaml | grep -o 'plinth/sleep:[12]' | sort -u | wc -l)
+        [ "$t" -gt 1 ] && rec_mixed=1
+        kube rollout status deployment/rec --timeout 0.1 >/dev/null 2>&1 && return 0
+    done
+    return 1
+}
+check "Recreate deployment v2 rolls out" rec_watch
+check "v1 and v2 pods of a Recreate deployment never ran together" [ "$rec_mixed" = 0 ]
+kube delete deployment rec >/dev/null
+
 # --- 6. a pod that fits nowhere stays Pending with its reason ------------------------
 kube run huge --image plinth/sleep --requests cpu=64 -- sleep 3600 >/dev/null
 unsched() { kube get pod huge -o yaml | grep -q 'Insufficient cpu'; }
