@@ -178,6 +178,40 @@ int kv_wtxn_begin(kv_store *s, kv_wtxn **out);
  * memory. On failure nothing of the turn is stored (retry the turn). */
 int kv_wtxn_commit(kv_wtxn *w);
 
+/* Commits like kv_wtxn_commit with ONE disk sync instead of two and without waiting
+ * for the turn itself to be durable. LMDB's synced commit writes the data pages,
+ * fdatasyncs them, then writes the meta page with O_DSYNC (a second sync); this commit
+ * skips the second one (MDB_NOMETASYNC for this commit only). The turn is visible to
+ * readers, watchers and leases at once and survives a crash of the process (the meta page
+ * is in the page cache), but a crash of the machine (power loss, kernel panic) may undo
+ * it until the next commit of either kind or kv_sync() flushes its meta page. Integrity
+ * holds under any crash: the meta page is written only after its data pages are on disk,
+ * so the store reopens at this turn or at the one before it, never corrupt.
+ * (Full MDB_NOSYNC is not offered: ext4 does not keep write order, so a machine crash
+ * could leave a meta page whose pages never reached the disk.)
+ *
+ * When it is safe (the durability argument): use it ONLY for a turn that writes nothing
+ * Raft needs durable, i.e. no kv_log_append, no kv_hard_state_set, no conf state, ids,
+ * snapshot or membership records (kv_meta_put) — only committed entries applied through
+ * kv_apply / kv_applied_set. Those entries are already durable in this member's log
+ * (appended by an earlier synced commit) and committed by a majority. If the machine
+ * crashes, the store reopens with an older applied index A' <= A; the log still holds
+ * A'+1..A (log compaction runs in a synced commit and only below the applied index it
+ * persisted), so the node replays them at start, and kv_apply is deterministic and
+ * idempotent by applied index: the same revisions, leases and results come back. A
+ * client answered after an unsynced turn never loses its write (it is committed in a
+ * majority's logs); only this member's applied state lags until the replay, as etcd's
+ * backend lags its WAL. Never send a message that promises durability (append ack, vote)
+ * because of a turn committed this way. With no_sync set this is kv_wtxn_commit. Same
+ * return values and handle rules as kv_wtxn_commit. */
+int kv_wtxn_commit_nosync(kv_wtxn *w);
+
+/* Makes a preceding kv_wtxn_commit_nosync durable (fdatasync of the data file, which
+ * holds its meta page). Returns 0 at once when the last commit was synced or the
+ * store is no_sync; otherwise 0 or KV_EIO. Not needed for correctness (the next synced
+ * commit flushes as well); useful before an orderly shutdown or when idle. */
+int kv_sync(kv_store *s);
+
 /* Discards everything written in the turn (including applied entries' effects, their
  * events and lease changes) and frees the handle. */
 void kv_wtxn_abort(kv_wtxn *w);

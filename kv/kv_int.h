@@ -160,6 +160,7 @@ struct kv_store {
     kv_term_t applied_term;
     uint64_t cluster_id, member_id;
     uint64_t commits;      /* commits so far (cache key for the in-use size) */
+    bool unsynced;         /* the last commit was kv_wtxn_commit_nosync */
     uint64_t inuse_at;     /* commits value when inuse_cache was computed, +1 */
     int64_t inuse_cache, size_cache;
     alarm_ent alarms[MAX_ALARMS];

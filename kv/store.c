@@ -488,7 +488,7 @@ static int flush_meta(kv_wtxn *w)
     return 0;
 }
 
-int kv_wtxn_commit(kv_wtxn *w)
+static int wtxn_commit(kv_wtxn *w, bool sync)
 {
     kv_store *s = w->s;
     int err = flush_meta(w);
@@ -496,7 +496,20 @@ int kv_wtxn_commit(kv_wtxn *w)
         kv_wtxn_abort(w);
         return err;
     }
+    /* LMDB 0.9 reads MDB_NOMETASYNC from the environment at commit time. Set for this one
+     * commit: the data pages are still fdatasync'ed BEFORE the meta page is written (so a
+     * meta page on disk never points at pages that are not), but the meta page is written
+     * without O_DSYNC; the next commit's fdatasync (or kv_sync) makes it durable. Full
+     * MDB_NOSYNC would save the other sync too, but ext4 does not keep write order, so a
+     * machine crash could then leave a meta page whose pages never reached the disk. */
+    bool skip = !sync && !s->opt.no_sync;
+    if (skip)
+        mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1);
     int rc = mdb_txn_commit(w->txn);
+    if (skip)
+        mdb_env_set_flags(s->env, MDB_NOMETASYNC, 0);
+    if (!rc)
+        s->unsynced = skip;
     if (rc) {
         w->txn = NULL;
         err = lmdb_err(s, rc, "commit");
@@ -517,6 +530,27 @@ int kv_wtxn_commit(kv_wtxn *w)
         w->batch = NULL;
     }
     wtxn_free(w);
+    return 0;
+}
+
+int kv_wtxn_commit(kv_wtxn *w)
+{
+    return wtxn_commit(w, true);
+}
+
+int kv_wtxn_commit_nosync(kv_wtxn *w)
+{
+    return wtxn_commit(w, false);
+}
+
+int kv_sync(kv_store *s)
+{
+    int rc;
+    if (!s->unsynced || s->opt.no_sync)
+        return 0;
+    if ((rc = mdb_env_sync(s->env, 1)))
+        return lmdb_err(s, rc, "sync");
+    s->unsynced = false;
     return 0;
 }
 
