@@ -342,6 +342,13 @@ void node_watch_free_all(struct node *n);
 void node_lease_tick(struct node *n, int64_t now);
 void node_cluster_tick(struct node *n, int64_t now);
 int svc_kv_register(struct node *n);
+/* txnread.c: read-only txns. readonly: no put/delete in any branch at any depth;
+ * serializable: etcd's isTxnSerializable. node_txn_read_reply evaluates t against the
+ * committed store and answers call (t borrowed). */
+bool node_txn_readonly(const Etcdserverpb__TxnRequest *t);
+bool node_txn_serializable(const Etcdserverpb__TxnRequest *t);
+void node_txn_read_reply(struct node *n, struct net_grpc_call *call,
+                         const Etcdserverpb__TxnRequest *t);
 void node_propose_client(struct node *n, struct net_grpc_call *call, int field, const uint8_t *msg,
                          size_t len);
 bool node_quota_refuse(struct node *n, struct net_grpc_call *call, const Plinthpb__Request *req);

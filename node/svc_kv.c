@@ -1,5 +1,6 @@
-/* svc_kv — etcd's KV service: Range (linearizable by ReadIndex, or serializable from the
- * local store), Put, DeleteRange, Txn and Compact (proposed through Raft). */
+/* svc_kv — etcd's KV service: Range and read-only Txn (linearizable by ReadIndex, or
+ * serializable from the local store), Put, DeleteRange, Txn and Compact (proposed through
+ * Raft). */
 #include "node/node_int.h"
 
 #include <stdlib.h>
@@ -178,6 +179,42 @@ static void kv_delete_h(struct net_grpc_call *call, const uint8_t *msg, size_t l
     etcdserverpb__delete_range_request__free_unpacked(req, NULL);
 }
 
+static void serve_txn(struct node *n, struct read_req *r, struct node_status st)
+{
+    Etcdserverpb__TxnRequest *req = r->arg;
+    if (r->call) {
+        if (st.code)
+            node_reply_status(r->call, st);
+        else
+            node_txn_read_reply(n, r->call, req);
+    }
+    etcdserverpb__txn_request__free_unpacked(req, NULL);
+}
+
+/* A txn with no put or delete anywhere is a read (etcd's isTxnReadonly): answered from
+ * the local store after a ReadIndex round, or at once when it is serializable. Takes req. */
+static void read_txn(struct node *n, struct net_grpc_call *call, Etcdserverpb__TxnRequest *req,
+                     const Plinthpb__Request *r)
+{
+    struct node_status st = ST_OK;
+    int rc;
+    if ((rc = kv_check_request(n->kv, r)) != 0) {
+        answer_kv_status(call, rc);
+        etcdserverpb__txn_request__free_unpacked(req, NULL);
+        return;
+    }
+    if (node_txn_serializable(req)) {
+        serve_txn(n, &(struct read_req){.call = call, .arg = req}, ST_OK);
+        return;
+    }
+    if ((st = node_can_serve(n, false)).code) {
+        node_reply_status(call, st);
+        etcdserverpb__txn_request__free_unpacked(req, NULL);
+        return;
+    }
+    node_read(n, call, serve_txn, req);
+}
+
 static void kv_txn_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
@@ -191,6 +228,10 @@ static void kv_txn_h(struct net_grpc_call *call, const uint8_t *msg, size_t len,
     st = node_check_txn(req, n->cfg.max_txn_ops);
     r.request_case = PLINTHPB__REQUEST__REQUEST_TXN;
     r.txn = req;
+    if (st.code == 0 && node_txn_readonly(req)) {
+        read_txn(n, call, req, &r);
+        return;
+    }
     if (st.code)
         node_reply_status(call, st);
     else if (write_prelude(n, call, &r))

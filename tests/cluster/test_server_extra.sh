@@ -1,0 +1,68 @@
+#!/bin/bash
+# test_server_extra — a 3-member TLS cluster: read-only txns are answered without a Raft
+# entry (and serializable ones even by a member with no leader).
+#
+#   bash tests/cluster/test_server_extra.sh            (BUILD=/tmp/x for another build dir)
+set -u
+CL_HERE=$(dirname "$0"); [ -f "$CL_HERE/lib.sh" ] || CL_HERE=$CL_HERE/..
+. "$CL_HERE/lib.sh"
+
+cl_init extra 3 1 || { echo "# plinth-result: 0 passed, 1 failed"; exit 1; }
+C=$CL_DIR/certs
+[ -x "$PLINTH_BIN" ] || { cl_fail "server $PLINTH_BIN exists"; cl_finish; exit 1; }
+cl_start_all
+L=$(cl_wait_leader 30) || L=""
+cl_check "a leader is elected" test -n "$L"
+[ -n "$L" ] || { cl_finish; exit 1; }
+cl_log "leader m$L"
+
+raft_index() { # I -> the member's raft index (endpoint status)
+    CL_CMD_TIMEOUT=2s cl_ctl "$1" endpoint status -w json 2>/dev/null |
+        grep -o '"raftIndex":[0-9]*' | cut -d: -f2
+}
+
+# grpc_body I PATH FILE OUT: like cl_grpc, and keeps the reply body in OUT.
+grpc_body() {
+    local i=$1 path=$2 file=$3 body=$4 out
+    out=$(curl -sS --http2 --max-time 10 --cacert "$C/ca.pem" --cert "$C/client.pem" \
+        --key "$C/client-key.pem" -X POST -H 'content-type: application/grpc' -H 'te: trailers' \
+        --data-binary "@$file" "$(cl_curl "$i")$path" -D - -o "$body" 2>/dev/null | tr -d '\r')
+    G_STATUS=$(echo "$out" | grep -i '^grpc-status:' | tail -1 | sed 's/^[^:]*: *//')
+    G_MESSAGE=$(echo "$out" | grep -i '^grpc-message:' | tail -1 | sed 's/^[^:]*: *//')
+    echo "# m$i $path -> grpc-status '${G_STATUS}' grpc-message '${G_MESSAGE}'"
+}
+
+# ---- read-only txns ---------------------------------------------------------------------
+cl_check "put ro-a" test "$(cl_ctl "$L" put ro-a value-of-ro-a 2>&1)" = OK
+F=$((L % 3 + 1))   # a follower
+sleep 0.3
+i0=$(raft_index "$L")
+out=$(printf 'value("ro-a") = "value-of-ro-a"\n\nget ro-a\n\nget ro-b\n\n' | cl_ctl "$F" txn 2>&1)
+cl_check "read-only txn on a follower takes the success branch" \
+    test "$(echo "$out" | tr -s '\n' ' ')" = "SUCCESS ro-a value-of-ro-a "
+out=$(printf 'value("ro-a") = "other"\n\nget ro-a\n\nget ro-a --rev=1\n\n' | cl_ctl "$L" txn 2>&1)
+cl_check "read-only txn on the leader takes the failure branch" \
+    test "$(echo "$out" | head -1)" = "FAILURE"
+i1=$(raft_index "$L")
+cl_log "raft index before $i0, after $i1"
+cl_check "read-only txns add no Raft entry" test -n "$i0" -a "$i0" = "$i1"
+out=$(printf 'value("ro-a") = "value-of-ro-a"\n\nput ro-b written\n\n\n' | cl_ctl "$F" txn 2>&1)
+cl_check "a txn that writes still works" test "$(echo "$out" | head -1)" = SUCCESS
+i2=$(raft_index "$L")
+cl_check "... and goes through Raft" test -n "$i2" -a "$i2" -gt "$i1"
+
+# A member alone (the two others killed) has no leader: a serializable read-only txn is
+# still answered from its store, a linearizable one fails with "no leader".
+# TxnRequest{success: [RequestOp{request_range: RangeRequest{key "ro-a", serializable}}]}
+cl_frame "$CL_DIR/txn_s.bin" '\x12\x0a\x0a\x08\x0a\x04ro-a\x38\x01'
+cl_frame "$CL_DIR/txn_l.bin" '\x12\x08\x0a\x06\x0a\x04ro-a'
+for i in "${CL_MEMBERS[@]}"; do [ "$i" != "$F" ] && cl_kill "$i"; done
+sleep 2.5
+grpc_body "$F" /etcdserverpb.KV/Txn "$CL_DIR/txn_s.bin" "$CL_DIR/txn_s.out"
+cl_check "serializable read-only txn without a leader answers" test "$G_STATUS" = 0
+cl_check "... with the value" grep -q value-of-ro-a "$CL_DIR/txn_s.out"
+grpc_body "$F" /etcdserverpb.KV/Txn "$CL_DIR/txn_l.bin" "$CL_DIR/txn_l.out"
+cl_check "linearizable read-only txn without a leader fails" \
+    test "$G_STATUS" = 14 -a "$G_MESSAGE" = "etcdserver: no leader"
+
+cl_finish

@@ -1,0 +1,394 @@
+/* test_extra — one plinth member in a child process (h2c on loopback) driven through the
+ * gRPC client: read-only txns served without Raft (their answers equal the answers the
+ * same txn gets through Raft), watch fragments, and the v3election / v3lock services. */
+#include "tests/lib/testlib.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "net/grpc_client.h"
+#include "node/config.h"
+#include "node/node.h"
+#include "rpc.pb-c.h"
+
+static char *dir;
+static int port;
+static pid_t child = -1;
+static const char *extra_flag = "--log-level=warn";
+
+static pid_t start_member(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        static struct node_config cfg;
+        char url[64], purl[64], cluster[96], dd[512], err[NODE_ERRLEN];
+        char *argv[] = {"plinth", "--name=s1", dd, url, purl, cluster, "--log-level=warn",
+                        (char *)extra_flag, NULL};
+        int argc = 8;
+        struct event_base *base;
+        struct node *n;
+        alarm(90); /* never outlive the test */
+        snprintf(dd, sizeof dd, "--data-dir=%s/s1", dir);
+        snprintf(url, sizeof url, "--listen-client-urls=http://127.0.0.1:%d", port);
+        snprintf(purl, sizeof purl, "--initial-advertise-peer-urls=http://127.0.0.1:%d", port + 1);
+        snprintf(cluster, sizeof cluster, "--initial-cluster=s1=http://127.0.0.1:%d", port + 1);
+        node_config_defaults(&cfg);
+        if (node_config_parse(&cfg, argc, argv, err, sizeof err, NULL) != NODE_CONFIG_OK) {
+            fprintf(stderr, "config: %s\n", err);
+            _exit(3);
+        }
+        cfg.listen_peer_urls = cfg.initial_advertise_peer_urls;
+        base = event_base_new();
+        if (node_start(&cfg, base, &n, err, sizeof err) != 0) {
+            fprintf(stderr, "start: %s\n", err);
+            _exit(4);
+        }
+        event_base_dispatch(base);
+        _exit(0);
+    }
+    return pid;
+}
+
+static void stop_member(void)
+{
+    if (child > 0) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        child = -1;
+    }
+}
+
+static struct net_grpc_client *client(void)
+{
+    struct net_grpc_client_opts o;
+    char ep[64];
+    memset(&o, 0, sizeof o);
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    o.endpoints = ep;
+    o.dial_timeout_ms = 1000;
+    o.call_timeout_ms = 5000;
+    return net_grpc_client_new(&o, NULL);
+}
+
+static ProtobufCBinaryData bin(const char *s)
+{
+    return (ProtobufCBinaryData){strlen(s), (uint8_t *)s};
+}
+
+static int put(struct net_grpc_client *c, const char *k, const char *v, int64_t lease)
+{
+    Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    struct net_grpc_status st;
+    int rc;
+    req.key = bin(k);
+    req.value = bin(v);
+    req.lease = lease;
+    rc = net_grpc_unary(c, "/etcdserverpb.KV/Put", &req.base, &etcdserverpb__put_response__descriptor,
+                        &resp, &st, 0);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return rc;
+}
+
+/* Waits until the member answers a put (it elects itself leader). A member that exits
+ * at once lost its port to another process: it is started again on other ports. */
+static struct net_grpc_client *wait_ready(void)
+{
+    struct net_grpc_client *c = client();
+    int i, status;
+    for (i = 0; i < 300; i++) {
+        if (put(c, "ready", "1", 0) == NET_GRPC_OK)
+            return c;
+        if (waitpid(child, &status, WNOHANG) == child) {
+            port = 20000 + (port + 7919 - 20000) % 40000;
+            child = start_member();
+            net_grpc_client_free(c);
+            c = client();
+        }
+        usleep(100000);
+    }
+    net_grpc_client_free(c);
+    fail_msg("member not ready");
+    return NULL;
+}
+
+static void status(struct net_grpc_client *c, uint64_t *raft_index, int64_t *rev)
+{
+    Etcdserverpb__StatusRequest r = ETCDSERVERPB__STATUS_REQUEST__INIT;
+    Etcdserverpb__StatusResponse *resp = NULL;
+    struct net_grpc_status st;
+    assert_int_equal(net_grpc_unary(c, "/etcdserverpb.Maintenance/Status", &r.base,
+                                    &etcdserverpb__status_response__descriptor,
+                                    (ProtobufCMessage **)&resp, &st, 0),
+                     NET_GRPC_OK);
+    *raft_index = resp->raftindex;
+    *rev = resp->header->revision;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
+/* The raft index once nothing more is being proposed (the member publishes its name and
+ * client URLs shortly after it starts). */
+static void status_settled(struct net_grpc_client *c, uint64_t *raft_index, int64_t *rev)
+{
+    uint64_t prev = 0;
+    int i;
+    for (i = 0; i < 50; i++) {
+        status(c, raft_index, rev);
+        if (*raft_index == prev)
+            return;
+        prev = *raft_index;
+        usleep(200000);
+    }
+}
+
+/* Runs a txn; returns the gRPC code, *out the packed response (malloc'd) when OK. */
+static int txn_raw(struct net_grpc_client *c, const Etcdserverpb__TxnRequest *t, uint8_t **out,
+                   size_t *out_len, struct net_grpc_status *st)
+{
+    size_t len = protobuf_c_message_get_packed_size(&t->base);
+    uint8_t *buf = malloc(len + 1);
+    int rc;
+    protobuf_c_message_pack(&t->base, buf);
+    *out = NULL;
+    rc = net_grpc_unary_raw(c, "/etcdserverpb.KV/Txn", buf, len, out, out_len, st, 0);
+    free(buf);
+    return rc;
+}
+
+static Etcdserverpb__TxnResponse *txn(struct net_grpc_client *c, const Etcdserverpb__TxnRequest *t)
+{
+    struct net_grpc_status st;
+    uint8_t *out;
+    size_t len;
+    Etcdserverpb__TxnResponse *r;
+    if (txn_raw(c, t, &out, &len, &st) != NET_GRPC_OK)
+        fail_msg("txn: %s", st.message);
+    r = etcdserverpb__txn_response__unpack(NULL, len, out);
+    free(out);
+    assert_non_null(r);
+    return r;
+}
+
+/* ---- read-only txns ------------------------------------------------------------------------ */
+
+struct ops { /* a small builder for txns in a test */
+    Etcdserverpb__RequestOp op[8];
+    Etcdserverpb__RequestOp *p[8];
+    Etcdserverpb__RangeRequest rr[8];
+    Etcdserverpb__DeleteRangeRequest dr[8];
+    int n;
+};
+
+static void add_range(struct ops *o, const char *key, const char *end, int64_t rev, bool ser)
+{
+    int i = o->n++;
+    etcdserverpb__request_op__init(&o->op[i]);
+    etcdserverpb__range_request__init(&o->rr[i]);
+    o->rr[i].key = bin(key);
+    if (end)
+        o->rr[i].range_end = bin(end);
+    o->rr[i].revision = rev;
+    o->rr[i].serializable = ser;
+    o->op[i].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+    o->op[i].request_range = &o->rr[i];
+    o->p[i] = &o->op[i];
+}
+
+static void add_delete(struct ops *o, const char *key)
+{
+    int i = o->n++;
+    etcdserverpb__request_op__init(&o->op[i]);
+    etcdserverpb__delete_range_request__init(&o->dr[i]);
+    o->dr[i].key = bin(key);
+    o->op[i].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
+    o->op[i].request_delete_range = &o->dr[i];
+    o->p[i] = &o->op[i];
+}
+
+static void add_txn(struct ops *o, Etcdserverpb__TxnRequest *t)
+{
+    int i = o->n++;
+    etcdserverpb__request_op__init(&o->op[i]);
+    o->op[i].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN;
+    o->op[i].request_txn = t;
+    o->p[i] = &o->op[i];
+}
+
+static void cmp_init(Etcdserverpb__Compare *c, const char *key, const char *end,
+                     Etcdserverpb__Compare__CompareTarget target,
+                     Etcdserverpb__Compare__CompareResult result)
+{
+    etcdserverpb__compare__init(c);
+    c->key = bin(key);
+    if (end)
+        c->range_end = bin(end);
+    c->target = target;
+    c->result = result;
+}
+
+static void readonly_txns(void **state)
+{
+    struct net_grpc_client *c;
+    uint64_t idx0, idx1;
+    int64_t rev0, rev1;
+    (void)state;
+    c = wait_ready();
+    assert_int_equal(put(c, "a", "1", 0), NET_GRPC_OK);
+    assert_int_equal(put(c, "b", "2", 0), NET_GRPC_OK);
+    assert_int_equal(put(c, "p/x", "3", 0), NET_GRPC_OK);
+    assert_int_equal(put(c, "p/y", "4", 0), NET_GRPC_OK);
+    status_settled(c, &idx0, &rev0);
+
+    /* if value(a) == "1" and mod(p/ prefix) > 0 then get a, [if version(b) > 0 then get
+     * p/ prefix else get b] else get b */
+    {
+        Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT,
+                                 in = ETCDSERVERPB__TXN_REQUEST__INIT;
+        Etcdserverpb__Compare c1, c2, c3, *cs[2] = {&c1, &c2}, *ics[1] = {&c3};
+        struct ops s = {0}, f = {0}, is = {0}, inf = {0};
+        Etcdserverpb__TxnResponse *r;
+        cmp_init(&c1, "a", NULL, ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE,
+                 ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL);
+        c1.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE;
+        c1.value = bin("1");
+        cmp_init(&c2, "p/", "p0", ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD,
+                 ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER);
+        c2.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+        c2.mod_revision = 0;
+        cmp_init(&c3, "b", NULL, ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION,
+                 ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER);
+        c3.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION;
+        add_range(&is, "p/", "p0", 0, false);
+        add_range(&inf, "b", NULL, 0, false);
+        in.compare = ics;
+        in.n_compare = 1;
+        in.success = is.p;
+        in.n_success = is.n;
+        in.failure = inf.p;
+        in.n_failure = inf.n;
+        add_range(&s, "a", NULL, 0, false);
+        add_txn(&s, &in);
+        add_range(&f, "b", NULL, 0, false);
+        t.compare = cs;
+        t.n_compare = 2;
+        t.success = s.p;
+        t.n_success = s.n;
+        t.failure = f.p;
+        t.n_failure = f.n;
+
+        r = txn(c, &t);
+        assert_true(r->succeeded);
+        assert_int_equal(r->header->revision, rev0);
+        assert_int_equal(r->n_responses, 2);
+        assert_int_equal(r->responses[0]->response_case, ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE);
+        assert_int_equal(r->responses[0]->response_range->n_kvs, 1);
+        assert_memory_equal(r->responses[0]->response_range->kvs[0]->value.data, "1", 1);
+        assert_int_equal(r->responses[1]->response_case, ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN);
+        assert_true(r->responses[1]->response_txn->succeeded);
+        assert_int_equal(r->responses[1]->response_txn->responses[0]->response_range->n_kvs, 2);
+        etcdserverpb__txn_response__free_unpacked(r, NULL);
+
+        /* the same txn with a delete added to the branch not taken goes through Raft
+         * (it is not read-only) and must give exactly the same answer, byte for byte */
+        {
+            uint8_t *ro, *rw;
+            size_t lro, lrw;
+            struct net_grpc_status st;
+            struct ops f2 = {0};
+            add_range(&f2, "b", NULL, 0, false);
+            add_delete(&f2, "never");
+            assert_int_equal(txn_raw(c, &t, &ro, &lro, &st), NET_GRPC_OK);
+            t.failure = f2.p;
+            t.n_failure = f2.n;
+            assert_int_equal(txn_raw(c, &t, &rw, &lrw, &st), NET_GRPC_OK);
+            assert_int_equal(lro, lrw);
+            assert_memory_equal(ro, rw, lro);
+            free(ro);
+            free(rw);
+            t.failure = f.p;
+            t.n_failure = f.n;
+        }
+        status(c, &idx1, &rev1);
+        assert_int_equal(rev1, rev0);
+        if (idx1 != idx0 + 1) /* only the txn with a delete was proposed */
+            fail_msg("raft index %llu -> %llu", (unsigned long long)idx0, (unsigned long long)idx1);
+        idx0 = idx1;
+
+        /* value compare fails -> failure branch */
+        c1.value = bin("2");
+        r = txn(c, &t);
+        assert_false(r->succeeded);
+        assert_int_equal(r->n_responses, 1);
+        assert_memory_equal(r->responses[0]->response_range->kvs[0]->value.data, "2", 1);
+        etcdserverpb__txn_response__free_unpacked(r, NULL);
+    }
+    /* a VALUE compare on a missing key fails; CREATE == 0 on a missing key holds */
+    {
+        Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+        Etcdserverpb__Compare c1, *cs[1] = {&c1};
+        Etcdserverpb__TxnResponse *r;
+        cmp_init(&c1, "missing", NULL, ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE,
+                 ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL);
+        c1.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE;
+        c1.value = bin("");
+        t.compare = cs;
+        t.n_compare = 1;
+        r = txn(c, &t);
+        assert_false(r->succeeded);
+        etcdserverpb__txn_response__free_unpacked(r, NULL);
+        cmp_init(&c1, "missing", NULL, ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE,
+                 ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL);
+        c1.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION;
+        r = txn(c, &t);
+        assert_true(r->succeeded);
+        etcdserverpb__txn_response__free_unpacked(r, NULL);
+    }
+    /* revisions: a range at a future revision fails the whole txn; a past one is read */
+    {
+        Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+        struct ops s = {0};
+        struct net_grpc_status st;
+        uint8_t *out;
+        size_t len;
+        Etcdserverpb__TxnResponse *r;
+        add_range(&s, "a", NULL, rev0 - 3, true); /* a=1 was written at rev0 - 3 */
+        t.success = s.p;
+        t.n_success = s.n;
+        r = txn(c, &t);
+        assert_int_equal(r->responses[0]->response_range->n_kvs, 1);
+        etcdserverpb__txn_response__free_unpacked(r, NULL);
+        add_range(&s, "a", NULL, rev0 + 100, true);
+        t.n_success = s.n;
+        assert_int_equal(txn_raw(c, &t, &out, &len, &st), NET_GRPC_OUT_OF_RANGE);
+        assert_string_equal(st.message, "etcdserver: mvcc: required revision is a future revision");
+    }
+    status(c, &idx1, &rev1);
+    assert_int_equal(idx1, idx0);
+    net_grpc_client_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(readonly_txns),
+    };
+    int rc;
+    dir = test_tmpdir("node-extra");
+    port = 20000 + (int)((getpid() * 7) % 20000) * 2 % 40000;
+    if (port > 60000)
+        port -= 30000;
+    child = start_member();
+    rc = PLINTH_RUN_TESTS("node_extra", tests);
+    stop_member();
+    test_rmdir(dir);
+    free(dir);
+    return rc;
+}
