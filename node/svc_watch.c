@@ -1,5 +1,5 @@
 /* svc_watch — etcd's Watch service: one bidi stream carries many watchers (create, cancel,
- * progress requests); events come from kv/'s watch hub. A client that does not read makes
+ * progress requests, fragments of large revisions); events come from kv/'s watch hub. A client that does not read makes
  * the call's queue fill up: its watchers then fall behind in the hub (which keeps nothing
  * for them) and catch up from the store once the queue drains, so memory stays bounded. */
 #include "node/node_int.h"
@@ -9,10 +9,18 @@
 
 #include "node/log.h"
 
+struct frag { /* a packed fragment not yet accepted by the call */
+    uint8_t *buf;
+    size_t len;
+};
+
 struct wentry {
     int64_t id;
     kv_watcher *w;
     bool busy;       /* the hub was told BUSY; resume when the call drains */
+    bool fragment;   /* the client asked for large revisions in fragments */
+    struct frag *frags; /* the rest of a fragmented response, sent as the call drains */
+    size_t n_frags, next_frag;
 };
 
 struct watch_stream {
@@ -50,9 +58,101 @@ static struct wentry *find_entry(struct watch_stream *s, int64_t id)
     return NULL;
 }
 
+static void frags_free(struct wentry *e)
+{
+    size_t i;
+    for (i = e->next_frag; i < e->n_frags; i++)
+        free(e->frags[i].buf);
+    free(e->frags);
+    e->frags = NULL;
+    e->n_frags = e->next_frag = 0;
+}
+
 static void drop_entry(struct watch_stream *s, struct wentry *e)
 {
+    frags_free(e);
     *e = s->ws[--s->n_ws];
+}
+
+/* ---- fragments (etcd's sendFragments, v3rpc/watch.go) -------------------------------- */
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Queues what is left of e's fragments; returns true when all are with the call. */
+static bool frags_flush(struct watch_stream *s, struct wentry *e)
+{
+    while (e->next_frag < e->n_frags) {
+        struct frag *f = &e->frags[e->next_frag];
+        int rc = net_grpc_call_send(s->call, f->buf, f->len);
+        if (rc == NET_EFULL)
+            return false;
+        free(f->buf);
+        f->buf = NULL;
+        e->next_frag++;
+        if (rc) /* the call is gone: drop the rest */
+            break;
+    }
+    frags_free(e);
+    return true;
+}
+
+/* Splits r (its events are all of one delivery) as etcd does: each piece takes events
+ * while it stays under limit bytes (at least one event), every piece but the last has
+ * fragment set. The pieces are packed into e->frags. Returns 0 or NET_ENOMEM. */
+static int frags_build(struct wentry *e, Etcdserverpb__WatchResponse *r, size_t limit)
+{
+    Mvccpb__Event **evs = r->events;
+    size_t n_evs = r->n_events, i = 0, base, cap = 4;
+    int rc = 0;
+    r->n_events = 0;
+    r->events = NULL;
+    r->fragment = true;
+    base = protobuf_c_message_get_packed_size(&r->base);
+    e->frags = calloc(cap, sizeof(*e->frags));
+    if (!e->frags)
+        return NET_ENOMEM;
+    while (i < n_evs) {
+        size_t start = i, size = base;
+        uint8_t *buf;
+        while (i < n_evs) {
+            size_t el = protobuf_c_message_get_packed_size(&evs[i]->base);
+            size += 1 + varint_len(el) + el; /* field 11, length-delimited */
+            if (i > start && size >= limit)
+                break;
+            i++;
+        }
+        r->events = evs + start;
+        r->n_events = i - start;
+        r->fragment = i < n_evs;
+        if (e->n_frags == cap) {
+            struct frag *nf = realloc(e->frags, 2 * cap * sizeof(*nf));
+            if (!nf) {
+                rc = NET_ENOMEM;
+                break;
+            }
+            e->frags = nf;
+            cap *= 2;
+        }
+        buf = malloc(protobuf_c_message_get_packed_size(&r->base) + 1);
+        if (!buf) {
+            rc = NET_ENOMEM;
+            break;
+        }
+        e->frags[e->n_frags].len = protobuf_c_message_pack(&r->base, buf);
+        e->frags[e->n_frags++].buf = buf;
+    }
+    if (rc)
+        frags_free(e);
+    e->next_frag = 0;
+    return rc;
 }
 
 /* Delivery from the hub (runs inside kv_watch_notify). */
@@ -66,6 +166,10 @@ static int on_events(const kv_watch_event_batch *b)
 
     if (!e || !s->call)
         return KV_WATCH_TAKEN;
+    if (e->n_frags) { /* the previous response is still going out */
+        e->busy = true;
+        return KV_WATCH_BUSY;
+    }
     node_fill_header(s->n, &h, b->revision);
     r.header = &h;
     r.watch_id = b->watch_id;
@@ -76,6 +180,19 @@ static int on_events(const kv_watch_event_batch *b)
     } else {
         r.n_events = b->n_events;
         r.events = b->events;
+    }
+    if (e->fragment && r.n_events > 1) {
+        size_t limit = s->n->cfg.max_request_bytes + 512 * 1024; /* etcd's grpcOverheadBytes */
+        if (protobuf_c_message_get_packed_size(&r.base) >= limit) {
+            /* the pieces the call does not take now go out from on_writable; the
+             * watcher gets nothing more until they are all sent */
+            if (frags_build(e, &r, limit) != 0) {
+                e->busy = true;
+                return KV_WATCH_BUSY; /* out of memory: the hub retries from the store */
+            }
+            frags_flush(s, e);
+            return KV_WATCH_TAKEN;
+        }
     }
     rc = net_grpc_call_send_msg(s->call, &r.base);
     if (rc == NET_EFULL) {
@@ -95,12 +212,15 @@ static void on_writable(struct net_grpc_call *call, void *user)
     size_t i;
     bool any = false;
     (void)call;
-    for (i = 0; i < s->n_ws; i++)
+    for (i = 0; i < s->n_ws; i++) {
+        if (s->ws[i].n_frags && !frags_flush(s, &s->ws[i]))
+            continue; /* full again: this callback runs once more when it drains */
         if (s->ws[i].busy) {
             s->ws[i].busy = false;
             kv_watch_resume(s->ws[i].w);
             any = true;
         }
+    }
     if (any)
         node_kick(s->n);
 }
@@ -109,8 +229,10 @@ static void stream_free(struct watch_stream *s)
 {
     struct node *n = s->n;
     size_t i;
-    for (i = 0; i < s->n_ws; i++)
+    for (i = 0; i < s->n_ws; i++) {
         kv_watch_cancel(s->ws[i].w);
+        frags_free(&s->ws[i]);
+    }
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -204,9 +326,10 @@ static void watch_create(struct watch_stream *s, const Etcdserverpb__WatchCreate
         s->ws = p;
         s->cap_ws = cap;
     }
+    memset(&s->ws[s->n_ws], 0, sizeof(s->ws[s->n_ws]));
     s->ws[s->n_ws].id = id;
     s->ws[s->n_ws].w = w;
-    s->ws[s->n_ws].busy = false;
+    s->ws[s->n_ws].fragment = c->fragment;
     s->n_ws++;
     send_simple(s, id, true, false, 0, NULL);
     node_kick(n);

@@ -21,7 +21,9 @@
 static char *dir;
 static int port;
 static pid_t child = -1;
-static const char *extra_flag = "--log-level=warn";
+/* small enough that one revision of a few hundred values needs fragments */
+#define MAX_REQUEST_BYTES 2048
+static const char *extra_flag = "--max-request-bytes=2048";
 
 static pid_t start_member(void)
 {
@@ -375,13 +377,119 @@ static void readonly_txns(void **state)
     net_grpc_client_free(c);
 }
 
+/* ---- watch fragments ----------------------------------------------------------------------- */
+
+static void watch_create(struct net_grpc_stream *st, const char *prefix, bool fragment)
+{
+    Etcdserverpb__WatchRequest w = ETCDSERVERPB__WATCH_REQUEST__INIT;
+    Etcdserverpb__WatchCreateRequest c = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+    Etcdserverpb__WatchCreateRequest__FilterType noput =
+        ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT;
+    char end[64];
+    snprintf(end, sizeof end, "%s", prefix);
+    end[strlen(end) - 1]++;
+    c.key = bin(prefix);
+    c.range_end = bin(end);
+    c.prev_kv = true;
+    c.fragment = fragment;
+    c.filters = &noput;
+    c.n_filters = 1;
+    w.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+    w.create_request = &c;
+    assert_int_equal(net_grpc_stream_send_msg(st, &w.base), 0);
+}
+
+static void watch_fragments(void **state)
+{
+    enum { KEYS = 800, VLEN = 1500 };
+    const size_t limit = MAX_REQUEST_BYTES + 512 * 1024;
+    struct net_grpc_client *c, *wc;
+    struct net_grpc_stream *st;
+    struct net_grpc_stream_opts so = {0};
+    char *val = malloc(VLEN + 1), key[32];
+    int64_t frag_id = -2, whole_id = -2;
+    size_t frag_events = 0, whole_events = 0, frag_msgs = 0, whole_msgs = 0, i;
+    bool last_seen = false;
+    (void)state;
+    c = wait_ready();
+    wc = client();
+    assert_int_equal(net_grpc_stream_open(wc, "/etcdserverpb.Watch/Watch", &so, &st), 0);
+    watch_create(st, "frag/", true);
+    watch_create(st, "frag/", false);
+    for (i = 0; i < 2; i++) {
+        Etcdserverpb__WatchResponse *r = NULL;
+        assert_int_equal(net_grpc_stream_recv_msg(st, &etcdserverpb__watch_response__descriptor,
+                                                  (ProtobufCMessage **)&r, 5000),
+                         NET_GRPC_RECV_MSG);
+        assert_true(r->created);
+        if (i == 0)
+            frag_id = r->watch_id;
+        else
+            whole_id = r->watch_id;
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    memset(val, 'v', VLEN);
+    val[VLEN] = 0;
+    for (i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof key, "frag/%04zu", i);
+        assert_int_equal(put(c, key, val, 0), NET_GRPC_OK);
+    }
+    /* one revision deleting every key: 800 events with 1.5 KB previous values each */
+    {
+        Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+        Etcdserverpb__DeleteRangeResponse *dr = NULL;
+        struct net_grpc_status gs;
+        d.key = bin("frag/");
+        d.range_end = bin("frag0");
+        assert_int_equal(net_grpc_unary(c, "/etcdserverpb.KV/DeleteRange", &d.base,
+                                        &etcdserverpb__delete_range_response__descriptor,
+                                        (ProtobufCMessage **)&dr, &gs, 0),
+                         NET_GRPC_OK);
+        assert_int_equal(dr->deleted, KEYS);
+        protobuf_c_message_free_unpacked(&dr->base, NULL);
+    }
+    while (frag_events < KEYS || whole_events < KEYS) {
+        uint8_t *msg = NULL;
+        size_t len = 0;
+        Etcdserverpb__WatchResponse *r;
+        assert_int_equal(net_grpc_stream_recv(st, &msg, &len, 10000), NET_GRPC_RECV_MSG);
+        r = etcdserverpb__watch_response__unpack(NULL, len, msg);
+        assert_non_null(r);
+        if (r->watch_id == frag_id) {
+            assert_false(last_seen);
+            frag_msgs++;
+            frag_events += r->n_events;
+            assert_true(len < limit || r->n_events == 1);
+            last_seen = !r->fragment;
+            assert_int_equal(r->fragment, frag_events < KEYS);
+        } else if (r->watch_id == whole_id) {
+            whole_msgs++;
+            whole_events += r->n_events;
+            assert_false(r->fragment);
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        free(msg);
+    }
+    assert_true(last_seen);
+    assert_true(frag_msgs >= 2);
+    assert_int_equal(whole_msgs, 1);
+    assert_int_equal(frag_events, KEYS);
+    assert_int_equal(whole_events, KEYS);
+    net_grpc_stream_free(st);
+    net_grpc_client_free(wc);
+    net_grpc_client_free(c);
+    free(val);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(readonly_txns),
+        cmocka_unit_test(watch_fragments),
     };
     int rc;
     dir = test_tmpdir("node-extra");
+    setenv("PLINTH_UNSAFE_NO_FSYNC", "1", 1); /* many small writes; durability is not tested here */
     port = 20000 + (int)((getpid() * 7) % 20000) * 2 % 40000;
     if (port > 60000)
         port -= 30000;
