@@ -21,7 +21,7 @@ VERSION   := 0.1.0
 
 DEB_PKGS := pkg-config liblmdb-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev \
             libevent-dev libnghttp2-dev libjansson-dev libyaml-dev libcmocka-dev \
-            etcd-client clang libclang-rt-14-dev openssl procps psmisc curl
+            etcd-client python3-etcd3 clang libclang-rt-14-dev openssl procps psmisc curl
 BENCH_DEB_PKGS := etcd-server
 
 WARN     := -Wall -Wextra -Werror
