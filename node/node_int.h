@@ -356,5 +356,8 @@ int svc_watch_register(struct node *n);
 int svc_lease_register(struct node *n);
 int svc_cluster_register(struct node *n);
 int svc_maint_register(struct node *n);
+int svc_election_register(struct node *n); /* v3election (svc_election.c, svc_observe.c) */
+int svc_observe_register(struct node *n);
+int svc_lock_register(struct node *n);     /* v3lock */
 
 #endif

@@ -137,7 +137,8 @@ int node_services_register(struct node *n)
     char path[128];
     size_t i;
     if (svc_kv_register(n) || svc_watch_register(n) || svc_lease_register(n) ||
-        svc_cluster_register(n) || svc_maint_register(n))
+        svc_cluster_register(n) || svc_maint_register(n) || svc_election_register(n) ||
+        svc_lock_register(n))
         return -1;
     if (net_grpc_server_register(n->grpc, "/grpc.health.v1.Health/Check", NET_GRPC_UNARY,
                                  health_check, n) ||

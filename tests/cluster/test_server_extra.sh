@@ -1,6 +1,7 @@
 #!/bin/bash
 # test_server_extra — a 3-member TLS cluster: read-only txns are answered without a Raft
-# entry (and serializable ones even by a member with no leader).
+# entry (and serializable ones even by a member with no leader); the v3lock and v3election
+# services (raw gRPC over curl) interoperate with etcdctl's lock and elect recipes.
 #
 #   bash tests/cluster/test_server_extra.sh            (BUILD=/tmp/x for another build dir)
 set -u
@@ -50,6 +51,38 @@ out=$(printf 'value("ro-a") = "value-of-ro-a"\n\nput ro-b written\n\n\n' | cl_ct
 cl_check "a txn that writes still works" test "$(echo "$out" | head -1)" = SUCCESS
 i2=$(raft_index "$L")
 cl_check "... and goes through Raft" test -n "$i2" -a "$i2" -gt "$i1"
+
+# ---- v3lock and v3election served by a follower, interoperating with etcdctl's recipes --------
+cl_frame "$CL_DIR/lock.bin" '\x0a\x05ilock'                        # LockRequest{name "ilock"}
+grpc_body "$F" /v3lockpb.Lock/Lock "$CL_DIR/lock.bin" "$CL_DIR/lock.out"
+cl_check "Lock on a follower" test "$G_STATUS" = 0
+LKEY=$(cl_ctl "$L" get --prefix ilock/ --keys-only 2>/dev/null | head -1)
+cl_check "the lock key is ilock/<lease in hex>" bash -c "echo '$LKEY' | grep -qE '^ilock/[0-9a-f]+$'"
+cl_check "the reply carries the key" grep -q "$LKEY" "$CL_DIR/lock.out"
+CL_CTL_TIMEOUT=20 CL_CMD_TIMEOUT=15s cl_ctl "$L" lock ilock -- echo etcdctl-got-the-lock \
+    >"$CL_DIR/ctl_lock.out" 2>&1 &
+CTLPID=$!
+sleep 1.5
+cl_check "etcdctl lock waits while the service holds it" cl_not grep -q etcdctl-got "$CL_DIR/ctl_lock.out"
+cl_frame "$CL_DIR/unlock.bin" "\\x0a\\x$(printf %02x ${#LKEY})$LKEY"   # UnlockRequest{key}
+grpc_body "$F" /v3lockpb.Lock/Unlock "$CL_DIR/unlock.bin" "$CL_DIR/unlock.out"
+cl_check "Unlock" test "$G_STATUS" = 0
+wait $CTLPID
+cl_check "etcdctl lock gets it after Unlock" grep -q etcdctl-got-the-lock "$CL_DIR/ctl_lock.out"
+
+cl_frame "$CL_DIR/camp.bin" '\x0a\x06ielect\x1a\x0cfirst-leader'   # CampaignRequest{name, value}
+grpc_body "$F" /v3electionpb.Election/Campaign "$CL_DIR/camp.bin" "$CL_DIR/camp.out"
+cl_check "Campaign on a follower" test "$G_STATUS" = 0
+out=$(timeout 3 env ETCDCTL_API=3 "$ETCDCTL" --endpoints="$(cl_curl "$L")" --cacert="$C/ca.pem" \
+    --cert="$C/client.pem" --key="$C/client-key.pem" elect -l ielect 2>&1)
+cl_check "etcdctl elect -l sees the campaigned leader" bash -c "echo '$out' | grep -qx first-leader"
+cl_frame "$CL_DIR/leader.bin" '\x0a\x06ielect'
+grpc_body "$L" /v3electionpb.Election/Leader "$CL_DIR/leader.bin" "$CL_DIR/leader.out"
+cl_check "Leader answers with the value" grep -q first-leader "$CL_DIR/leader.out"
+cl_frame "$CL_DIR/leader2.bin" '\x0a\x07nobody!'
+grpc_body "$L" /v3electionpb.Election/Leader "$CL_DIR/leader2.bin" "$CL_DIR/leader2.out"
+cl_check "Leader of an empty election: election: no leader" \
+    test "$G_STATUS" = 2 -a "$G_MESSAGE" = "election: no leader"
 
 # A member alone (the two others killed) has no leader: a serializable read-only txn is
 # still answered from its store, a linearizable one fails with "no leader".

@@ -17,6 +17,8 @@
 #include "node/config.h"
 #include "node/node.h"
 #include "rpc.pb-c.h"
+#include "v3election.pb-c.h"
+#include "v3lock.pb-c.h"
 
 static char *dir;
 static int port;
@@ -481,11 +483,361 @@ static void watch_fragments(void **state)
     free(val);
 }
 
+/* ---- v3lock and v3election ------------------------------------------------------------ */
+
+static int64_t grant(struct net_grpc_client *c, int64_t ttl)
+{
+    Etcdserverpb__LeaseGrantRequest g = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
+    Etcdserverpb__LeaseGrantResponse *r = NULL;
+    struct net_grpc_status st;
+    int64_t id;
+    g.ttl = ttl;
+    assert_int_equal(net_grpc_unary(c, "/etcdserverpb.Lease/LeaseGrant", &g.base,
+                                    &etcdserverpb__lease_grant_response__descriptor,
+                                    (ProtobufCMessage **)&r, &st, 0),
+                     NET_GRPC_OK);
+    id = r->id;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return id;
+}
+
+static void lease_revoke(struct net_grpc_client *c, int64_t id)
+{
+    Etcdserverpb__LeaseRevokeRequest g = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
+    ProtobufCMessage *r = NULL;
+    struct net_grpc_status st;
+    g.id = id;
+    assert_int_equal(net_grpc_unary(c, "/etcdserverpb.Lease/LeaseRevoke", &g.base,
+                                    &etcdserverpb__lease_revoke_response__descriptor, &r, &st, 0),
+                     NET_GRPC_OK);
+    protobuf_c_message_free_unpacked(r, NULL);
+}
+
+static bool key_exists(struct net_grpc_client *c, const uint8_t *k, size_t len)
+{
+    Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    Etcdserverpb__RangeResponse *resp = NULL;
+    struct net_grpc_status st;
+    bool found;
+    req.key = (ProtobufCBinaryData){len, (uint8_t *)k};
+    assert_int_equal(net_grpc_unary(c, "/etcdserverpb.KV/Range", &req.base,
+                                    &etcdserverpb__range_response__descriptor,
+                                    (ProtobufCMessage **)&resp, &st, 0),
+                     NET_GRPC_OK);
+    found = resp->n_kvs == 1;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return found;
+}
+
+struct pending { /* an async call's outcome */
+    bool done;
+    int code;
+    char msg[600];
+    ProtobufCMessage *resp;
+};
+
+static void pending_cb(void *ud, const struct net_grpc_status *st, ProtobufCMessage *resp)
+{
+    struct pending *p = ud;
+    p->done = true;
+    p->code = st->code;
+    snprintf(p->msg, sizeof p->msg, "%s", st->message);
+    p->resp = resp;
+}
+
+/* Polls c until p is done or ms pass. */
+static bool wait_pending(struct net_grpc_client *c, struct pending *p, int ms)
+{
+    int i;
+    for (i = 0; i < ms / 20 && !p->done; i++)
+        net_grpc_client_poll(c, 20);
+    return p->done;
+}
+
+static V3lockpb__LockResponse *lock(struct net_grpc_client *c, const char *name, int64_t lease,
+                                    struct net_grpc_status *st)
+{
+    V3lockpb__LockRequest r = V3LOCKPB__LOCK_REQUEST__INIT;
+    V3lockpb__LockResponse *resp = NULL;
+    r.name = bin(name);
+    r.lease = lease;
+    net_grpc_unary(c, "/v3lockpb.Lock/Lock", &r.base, &v3lockpb__lock_response__descriptor,
+                   (ProtobufCMessage **)&resp, st, 0);
+    return resp;
+}
+
+static void unlock(struct net_grpc_client *c, const ProtobufCBinaryData *key)
+{
+    V3lockpb__UnlockRequest r = V3LOCKPB__UNLOCK_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    struct net_grpc_status st;
+    r.key = *key;
+    assert_int_equal(net_grpc_unary(c, "/v3lockpb.Lock/Unlock", &r.base,
+                                    &v3lockpb__unlock_response__descriptor, &resp, &st, 0),
+                     NET_GRPC_OK);
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static void lock_service(void **state)
+{
+    struct net_grpc_client *c;
+    struct net_grpc_status st;
+    V3lockpb__LockResponse *l1, *l2;
+    V3lockpb__LockRequest r = V3LOCKPB__LOCK_REQUEST__INIT;
+    struct pending p = {0};
+    int64_t lease1, lease2;
+    char want[64];
+    (void)state;
+    c = wait_ready();
+    lease1 = grant(c, 30);
+    lease2 = grant(c, 30);
+
+    /* uncontended: the key is <name>/<lease in hex> */
+    l1 = lock(c, "lk", lease1, &st);
+    assert_non_null(l1);
+    snprintf(want, sizeof want, "lk/%llx", (unsigned long long)lease1);
+    assert_int_equal(l1->key.len, strlen(want));
+    assert_memory_equal(l1->key.data, want, strlen(want));
+    assert_true(l1->header->revision > 0 && l1->header->member_id != 0);
+
+    /* a second session waits until the first unlocks */
+    r.name = bin("lk");
+    r.lease = lease2;
+    assert_int_equal(net_grpc_unary_msg_async(c, "/v3lockpb.Lock/Lock", &r.base,
+                                              &v3lockpb__lock_response__descriptor, 10000,
+                                              pending_cb, &p),
+                     0);
+    assert_false(wait_pending(c, &p, 400));
+    unlock(c, &l1->key);
+    assert_true(wait_pending(c, &p, 5000));
+    assert_int_equal(p.code, NET_GRPC_OK);
+    l2 = (V3lockpb__LockResponse *)p.resp;
+    snprintf(want, sizeof want, "lk/%llx", (unsigned long long)lease2);
+    assert_memory_equal(l2->key.data, want, strlen(want));
+    assert_true(l2->header->revision > l1->header->revision);
+
+    /* a waiter that gives up (deadline) leaves no key behind */
+    memset(&p, 0, sizeof p);
+    r.lease = lease1;
+    assert_int_equal(net_grpc_unary_msg_async(c, "/v3lockpb.Lock/Lock", &r.base,
+                                              &v3lockpb__lock_response__descriptor, 300,
+                                              pending_cb, &p),
+                     0);
+    assert_true(wait_pending(c, &p, 3000));
+    assert_int_equal(p.code, NET_GRPC_DEADLINE_EXCEEDED);
+    {
+        int i;
+        bool gone = false;
+        for (i = 0; i < 50 && !gone; i++) {
+            gone = !key_exists(c, l1->key.data, l1->key.len);
+            if (!gone)
+                usleep(50000);
+        }
+        assert_true(gone);
+    }
+
+    /* a waiter whose session ends while it waits: "mutex: session is expired" */
+    memset(&p, 0, sizeof p);
+    assert_int_equal(net_grpc_unary_msg_async(c, "/v3lockpb.Lock/Lock", &r.base,
+                                              &v3lockpb__lock_response__descriptor, 10000,
+                                              pending_cb, &p),
+                     0);
+    assert_false(wait_pending(c, &p, 300));
+    lease_revoke(c, lease1);
+    unlock(c, &l2->key);
+    assert_true(wait_pending(c, &p, 5000));
+    assert_int_equal(p.code, NET_GRPC_UNKNOWN);
+    assert_string_equal(p.msg, "mutex: session is expired");
+
+    /* no lease: the server starts a session of its own; a missing lease is refused */
+    protobuf_c_message_free_unpacked(&l1->base, NULL);
+    l1 = lock(c, "lk", 0, &st);
+    assert_non_null(l1);
+    assert_memory_equal(l1->key.data, "lk/", 3);
+    assert_null(lock(c, "lk-other", 12345, &st));
+    assert_int_equal(st.code, NET_GRPC_NOT_FOUND);
+    assert_string_equal(st.message, "etcdserver: requested lease not found");
+
+    protobuf_c_message_free_unpacked(&l1->base, NULL);
+    protobuf_c_message_free_unpacked(&l2->base, NULL);
+    net_grpc_client_free(c);
+}
+
+static V3electionpb__CampaignResponse *campaign(struct net_grpc_client *c, const char *name,
+                                                int64_t lease, const char *value)
+{
+    V3electionpb__CampaignRequest r = V3ELECTIONPB__CAMPAIGN_REQUEST__INIT;
+    V3electionpb__CampaignResponse *resp = NULL;
+    struct net_grpc_status st;
+    r.name = bin(name);
+    r.lease = lease;
+    r.value = bin(value);
+    if (net_grpc_unary(c, "/v3electionpb.Election/Campaign", &r.base,
+                       &v3electionpb__campaign_response__descriptor, (ProtobufCMessage **)&resp,
+                       &st, 0) != NET_GRPC_OK)
+        fail_msg("campaign: %s", st.message);
+    return resp;
+}
+
+/* The leader's value (malloc'd), or NULL with *st set. */
+static char *leader_value(struct net_grpc_client *c, const char *name, struct net_grpc_status *st)
+{
+    V3electionpb__LeaderRequest r = V3ELECTIONPB__LEADER_REQUEST__INIT;
+    V3electionpb__LeaderResponse *resp = NULL;
+    char *v;
+    r.name = bin(name);
+    if (net_grpc_unary(c, "/v3electionpb.Election/Leader", &r.base,
+                       &v3electionpb__leader_response__descriptor, (ProtobufCMessage **)&resp,
+                       st, 0) != NET_GRPC_OK)
+        return NULL;
+    v = calloc(1, resp->kv->value.len + 1);
+    memcpy(v, resp->kv->value.data, resp->kv->value.len);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return v;
+}
+
+static int proclaim(struct net_grpc_client *c, V3electionpb__LeaderKey *lk, const char *value,
+                    struct net_grpc_status *st)
+{
+    V3electionpb__ProclaimRequest r = V3ELECTIONPB__PROCLAIM_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    int rc;
+    r.leader = lk;
+    r.value = bin(value);
+    rc = net_grpc_unary(c, "/v3electionpb.Election/Proclaim", &r.base,
+                        &v3electionpb__proclaim_response__descriptor, &resp, st, 0);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return rc;
+}
+
+/* The next value the Observe stream sends (malloc'd). */
+static char *observed(struct net_grpc_stream *s)
+{
+    V3electionpb__LeaderResponse *r = NULL;
+    char *v;
+    assert_int_equal(net_grpc_stream_recv_msg(s, &v3electionpb__leader_response__descriptor,
+                                              (ProtobufCMessage **)&r, 5000),
+                     NET_GRPC_RECV_MSG);
+    v = calloc(1, r->kv->value.len + 1);
+    memcpy(v, r->kv->value.data, r->kv->value.len);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return v;
+}
+
+static void election_service(void **state)
+{
+    struct net_grpc_client *c, *oc;
+    struct net_grpc_status st;
+    struct net_grpc_stream *obs;
+    struct net_grpc_stream_opts so = {0};
+    V3electionpb__CampaignResponse *c1, *c2;
+    V3electionpb__CampaignRequest cr = V3ELECTIONPB__CAMPAIGN_REQUEST__INIT;
+    V3electionpb__LeaderRequest lr = V3ELECTIONPB__LEADER_REQUEST__INIT;
+    struct pending p = {0};
+    int64_t lease1, lease2;
+    char *v, want[64];
+    (void)state;
+    c = wait_ready();
+    oc = client();
+    lease1 = grant(c, 30);
+    lease2 = grant(c, 30);
+
+    assert_null(leader_value(c, "el", &st));
+    assert_int_equal(st.code, NET_GRPC_UNKNOWN);
+    assert_string_equal(st.message, "election: no leader");
+
+    /* an observer started before anyone campaigns sees the first leader */
+    lr.name = bin("el");
+    assert_int_equal(net_grpc_stream_open(oc, "/v3electionpb.Election/Observe", &so, &obs), 0);
+    assert_int_equal(net_grpc_stream_send_msg(obs, &lr.base), 0);
+    net_grpc_stream_close_send(obs);
+
+    c1 = campaign(c, "el", lease1, "a");
+    snprintf(want, sizeof want, "el/%llx", (unsigned long long)lease1);
+    assert_memory_equal(c1->leader->key.data, want, strlen(want));
+    assert_int_equal(c1->leader->lease, lease1);
+    assert_int_equal(c1->leader->rev, c1->header->revision);
+    v = observed(obs);
+    assert_string_equal(v, "a");
+    free(v);
+    v = leader_value(c, "el", &st);
+    assert_string_equal(v, "a");
+    free(v);
+
+    /* a second candidate waits */
+    cr.name = bin("el");
+    cr.lease = lease2;
+    cr.value = bin("b");
+    assert_int_equal(net_grpc_unary_msg_async(c, "/v3electionpb.Election/Campaign", &cr.base,
+                                              &v3electionpb__campaign_response__descriptor,
+                                              10000, pending_cb, &p),
+                     0);
+    assert_false(wait_pending(c, &p, 400));
+
+    /* the leader proclaims a new value; observers see it; a stale key is refused */
+    assert_int_equal(proclaim(c, c1->leader, "a2", &st), NET_GRPC_OK);
+    v = observed(obs);
+    assert_string_equal(v, "a2");
+    free(v);
+    v = leader_value(c, "el", &st);
+    assert_string_equal(v, "a2");
+    free(v);
+    c1->leader->rev++;
+    assert_int_equal(proclaim(c, c1->leader, "x", &st), NET_GRPC_UNKNOWN);
+    assert_string_equal(st.message, "election: not leader");
+    c1->leader->rev--;
+    {
+        V3electionpb__ProclaimRequest r = V3ELECTIONPB__PROCLAIM_REQUEST__INIT;
+        ProtobufCMessage *resp = NULL;
+        assert_int_equal(net_grpc_unary(c, "/v3electionpb.Election/Proclaim", &r.base,
+                                        &v3electionpb__proclaim_response__descriptor, &resp,
+                                        &st, 0),
+                         NET_GRPC_UNKNOWN);
+        assert_string_equal(st.message, "\"leader\" field must be provided");
+    }
+
+    /* resigning hands the election to the waiting candidate */
+    {
+        V3electionpb__ResignRequest r = V3ELECTIONPB__RESIGN_REQUEST__INIT;
+        ProtobufCMessage *resp = NULL;
+        r.leader = c1->leader;
+        assert_int_equal(net_grpc_unary(c, "/v3electionpb.Election/Resign", &r.base,
+                                        &v3electionpb__resign_response__descriptor, &resp, &st, 0),
+                         NET_GRPC_OK);
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    assert_true(wait_pending(c, &p, 5000));
+    assert_int_equal(p.code, NET_GRPC_OK);
+    c2 = (V3electionpb__CampaignResponse *)p.resp;
+    snprintf(want, sizeof want, "el/%llx", (unsigned long long)lease2);
+    assert_memory_equal(c2->leader->key.data, want, strlen(want));
+    v = observed(obs);
+    assert_string_equal(v, "b");
+    free(v);
+    v = leader_value(c, "el", &st);
+    assert_string_equal(v, "b");
+    free(v);
+
+    /* the leader's lease ends: no leader */
+    lease_revoke(c, lease2);
+    assert_null(leader_value(c, "el", &st));
+    assert_string_equal(st.message, "election: no leader");
+
+    net_grpc_stream_free(obs);
+    protobuf_c_message_free_unpacked(&c1->base, NULL);
+    protobuf_c_message_free_unpacked(&c2->base, NULL);
+    net_grpc_client_free(oc);
+    net_grpc_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(readonly_txns),
         cmocka_unit_test(watch_fragments),
+        cmocka_unit_test(lock_service),
+        cmocka_unit_test(election_service),
     };
     int rc;
     dir = test_tmpdir("node-extra");
