@@ -39,6 +39,7 @@ struct node_status {
 #define ST_MEMBER_NOT_ENOUGH_STARTED NODE_ST(GRPC_FAILED_PRECONDITION, "etcdserver: re-configuration failed due to not enough started members")
 #define ST_MEMBER_BAD_URLS NODE_ST(GRPC_INVALID_ARGUMENT, "etcdserver: given member URLs are invalid")
 #define ST_MEMBER_NOT_FOUND NODE_ST(GRPC_NOT_FOUND, "etcdserver: member not found")
+#define ST_MEMBER_ID_REMOVED NODE_ST(GRPC_FAILED_PRECONDITION, "etcdserver: the member ID these peer URLs give was removed from the cluster and is never reused; add the member with other peer URLs")
 #define ST_MEMBER_NOT_LEARNER NODE_ST(GRPC_FAILED_PRECONDITION, "etcdserver: can only promote a learner member")
 #define ST_LEARNER_NOT_READY NODE_ST(GRPC_FAILED_PRECONDITION, "etcdserver: can only promote a learner member which is in sync with leader")
 #define ST_TOO_MANY_LEARNERS NODE_ST(GRPC_FAILED_PRECONDITION, "etcdserver: too many learner members in cluster")

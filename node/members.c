@@ -95,12 +95,74 @@ int node_members_save(struct node *n, kv_wtxn *w)
 }
 
 /* Loads the member list and cluster id from the store. Returns 0, or KV_ENOTFOUND. */
+bool node_id_removed(const struct node *n, uint64_t id)
+{
+    size_t i;
+    for (i = 0; i < n->n_removed; i++)
+        if (n->removed_ids[i] == id)
+            return true;
+    return false;
+}
+
+/* Stored as 8-byte big-endian ids, in the order of removal. */
+int node_removed_add(struct node *n, kv_wtxn *w, uint64_t id)
+{
+    uint64_t *ids;
+    uint8_t *buf;
+    size_t i;
+    int rc;
+    if (!node_id_removed(n, id)) { /* written again if present: the turn may be a retry */
+        ids = realloc(n->removed_ids, (n->n_removed + 1) * sizeof(*ids));
+        if (!ids)
+            return KV_ENOMEM;
+        n->removed_ids = ids;
+        ids[n->n_removed++] = id;
+    }
+    ids = n->removed_ids;
+    buf = malloc(8 * n->n_removed);
+    if (!buf)
+        return KV_ENOMEM;
+    for (i = 0; i < n->n_removed; i++) {
+        int k;
+        for (k = 0; k < 8; k++)
+            buf[8 * i + k] = (uint8_t)(ids[i] >> (56 - 8 * k));
+    }
+    rc = kv_meta_put(w, "removed_ids", buf, 8 * n->n_removed);
+    free(buf);
+    return rc;
+}
+
+static void removed_load(struct node *n)
+{
+    void *data;
+    size_t len, i;
+    free(n->removed_ids);
+    n->removed_ids = NULL;
+    n->n_removed = 0;
+    if (kv_meta_get(n->kv, "removed_ids", &data, &len) != 0)
+        return;
+    n->removed_ids = malloc(len >= 8 ? len : 8);
+    if (n->removed_ids) {
+        for (i = 0; i + 8 <= len; i += 8) {
+            const uint8_t *p = (const uint8_t *)data + i;
+            uint64_t v = 0;
+            int k;
+            for (k = 0; k < 8; k++)
+                v = v << 8 | p[k];
+            n->removed_ids[n->n_removed++] = v;
+        }
+    }
+    free(data);
+}
+
 int node_members_load(struct node *n)
 {
     void *data;
     size_t len, i;
     Plinthraftpb__MemberList *ml;
-    int rc = kv_meta_get(n->kv, "members", &data, &len);
+    int rc;
+    removed_load(n);
+    rc = kv_meta_get(n->kv, "members", &data, &len);
     if (rc)
         return rc;
     ml = plinthraftpb__member_list__unpack(NULL, len, data);
@@ -162,6 +224,7 @@ int node_apply_conf_change(struct node *n, kv_wtxn *w, const struct raft_entry *
     Plinthraftpb__ConfContext *ctx = NULL;
     struct waiter *wt;
     size_t i;
+    int rc;
 
     if (raft_conf_change_decode(e->data, e->len, &cc) != 0) {
         node_log(n, LOG_WARN, "apply: conf change at %" PRIu64 " does not decode", e->index);
@@ -202,6 +265,11 @@ int node_apply_conf_change(struct node *n, kv_wtxn *w, const struct raft_entry *
                                               : "remove",
              cc.node, n->members.n);
     ts->members_changed = true;
+    if (cc.type == RAFT_CC_REMOVE && (rc = node_removed_add(n, w, cc.node)) != 0) {
+        if (ctx)
+            plinthraftpb__conf_context__free_unpacked(ctx, NULL);
+        return rc;
+    }
     if (cc.type == RAFT_CC_REMOVE && cc.node == n->id)
         ts->removed_self = true;
     if (ctx && ctx->request_id && (wt = waiter_find_pub(n, ctx->request_id)) != NULL)

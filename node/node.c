@@ -172,6 +172,13 @@ static int raft_setup(struct node *n, char *err, size_t errlen)
         n->cluster_id = stored_cid;
         if (node_members_load(n) != 0)
             members_from_config(n);
+        if (node_id_removed(n, n->id)) {
+            snprintf(err, errlen,
+                     "member %016" PRIx64 " was removed from the cluster and cannot rejoin on this data dir "
+                     "(remove the data dir, then add the member again with other peer URLs)",
+                     n->id);
+            return -1;
+        }
         memset(&rs, 0, sizeof rs);
         rs.hard_state.term = hs.term;
         rs.hard_state.vote = hs.vote;
@@ -505,6 +512,7 @@ void node_free(struct node *n)
     free(n->fwd_from);
     free(n->fwd_id);
     free(n->props);
+    free(n->removed_ids);
     free(n->ts.done);
     free(n->ts.snaps);
     raft_free(n->raft);

@@ -249,6 +249,11 @@ struct node {
     int64_t batch_window_us;     /* group commit: longest wait before a turn under load */
     int64_t last_commit_end_us, last_commit_us;
     struct node_housekeeping hk;
+    /* ids of members removed from the cluster (replicated: meta "removed_ids"); never
+     * admitted again, as etcd never reuses a removed id */
+    uint64_t *removed_ids;
+    size_t n_removed;
+    int64_t removed_log_ms;      /* last log line about traffic from a removed member */
 };
 
 /* ---- loop.c ------------------------------------------------------------------------------ */
@@ -314,6 +319,10 @@ void node_member_to_pb(const struct node_member *m, Etcdserverpb__Member *pb, ch
 void node_member_from_pb(const Etcdserverpb__Member *pb, struct node_member *m);
 int node_members_pack(const struct node *n, const struct node_members *ms, uint8_t **out, size_t *len);
 int node_members_save(struct node *n, kv_wtxn *w);
+/* The removed-member set: node_id_removed tells whether id was ever removed;
+ * node_removed_add records one in the turn's transaction (and in memory). */
+bool node_id_removed(const struct node *n, uint64_t id);
+int node_removed_add(struct node *n, kv_wtxn *w, uint64_t id);
 int node_members_load(struct node *n);
 int node_conf_state_save(struct node *n, kv_wtxn *w, const struct raft_conf_state *c);
 int node_conf_state_load(struct node *n, struct raft_conf_state *c);

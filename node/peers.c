@@ -233,7 +233,8 @@ bool node_release_votes(struct node *n)
 {
     struct held_vote **pp = &n->held_votes;
     int64_t now = node_now_ms();
-    bool lost = raft_leader(n->raft) == RAFT_NONE || n->leader_down;
+    /* stopping first: a start that failed early frees the node before raft exists */
+    bool lost = n->stopping || raft_leader(n->raft) == RAFT_NONE || n->leader_down;
     while (*pp) {
         struct held_vote *h = *pp;
         if (lost || now - h->since_ms >= HOLD_MS || n->stopping) {
@@ -254,7 +255,17 @@ bool node_release_votes(struct node *n)
 static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
 {
     struct node *n = ud;
-    Plinthraftpb__PeerFrame *f = plinthraftpb__peer_frame__unpack(NULL, len, buf);
+    Plinthraftpb__PeerFrame *f;
+    if (node_id_removed(n, from)) {
+        int64_t now = node_now_ms();
+        if (now - n->removed_log_ms > 10000) {
+            node_log(n, LOG_WARN, "ignoring peer traffic from %016" PRIx64 ", a member removed from the cluster",
+                     from);
+            n->removed_log_ms = now;
+        }
+        return;
+    }
+    f = plinthraftpb__peer_frame__unpack(NULL, len, buf);
     if (!f) {
         node_log(n, LOG_WARN, "peer %016" PRIx64 ": malformed frame (%zu bytes)", from, len);
         return;

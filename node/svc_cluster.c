@@ -322,6 +322,11 @@ static void member_add_h(struct net_grpc_call *call, const uint8_t *msg, size_t 
     if (node_member_find(n, ca->member.id)) {
         node_reply_status(call, ST_MEMBER_EXIST);
         free(ca);
+    } else if (node_id_removed(n, ca->member.id)) {
+        /* etcd never reuses a removed member's id; plinth's ids come from the peer URLs
+         * and the cluster token, so the same URLs would give the removed id back */
+        node_reply_status(call, ST_MEMBER_ID_REMOVED);
+        free(ca);
     } else {
         after = n->members;
         after.m[after.n++] = ca->member;

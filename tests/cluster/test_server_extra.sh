@@ -84,6 +84,31 @@ grpc_body "$L" /v3electionpb.Election/Leader "$CL_DIR/leader2.bin" "$CL_DIR/lead
 cl_check "Leader of an empty election: election: no leader" \
     test "$G_STATUS" = 2 -a "$G_MESSAGE" = "election: no leader"
 
+# ---- a removed member's id is never admitted again ----------------------------------------
+add=$(cl_ctl "$L" member add m4 --peer-urls="$(cl_purl 4)" 2>&1)
+cl_check "member add m4" bash -c "echo '$add' | grep -q 'added to cluster'"
+M4ID=$(echo "$add" | awk '/added to cluster/ {print $2}')
+cl_start 4 existing "$(cl_initial_cluster 1 2 3 4)"
+cl_check "m4 catches up" cl_wait_value 20 4 ro-a value-of-ro-a --consistency=s
+cl_check "member remove m4" bash -c "$(declare -f cl_ctl); ETCDCTL=$ETCDCTL CL_DIR=$CL_DIR; $(declare -p CL_CPORT); $(declare -f cl_curl); cl_ctl $L member remove $M4ID 2>&1 | grep -q removed"
+for i in $(seq 1 50); do cl_alive 4 || break; sleep 0.1; done
+cl_check "the removed member stops" cl_not cl_alive 4
+cl_start 4 existing "$(cl_initial_cluster 1 2 3 4)"   # on its old data dir
+sleep 2
+if cl_alive 4; then
+    cl_check "m4 on its old data dir is not served by the cluster" \
+        bash -c "grep -q 'ignoring peer traffic from $M4ID' '$CL_DIR'/m[123].log"
+    cl_kill 4
+else
+    cl_check "m4 on its old data dir refuses to start" grep -q 'was removed from the cluster' "$CL_DIR/m4.log"
+fi
+cl_check "member list still has 3 members" test "$(cl_ctl "$L" member list 2>/dev/null | wc -l)" = 3
+cl_check "writes go on" test "$(cl_ctl "$L" put after-m4 1 2>&1)" = OK
+out=$(cl_ctl "$L" member add m4 --peer-urls="$(cl_purl 4)" 2>&1)
+echo "# $out"
+cl_check "adding m4 again with the same peer URL is refused (its id was removed)" \
+    bash -c "echo '$out' | grep -q 'was removed from the cluster and is never reused'"
+
 # A member alone (the two others killed) has no leader: a serializable read-only txn is
 # still answered from its store, a linearizable one fails with "no leader".
 # TxnRequest{success: [RequestOp{request_range: RangeRequest{key "ro-a", serializable}}]}
