@@ -153,7 +153,7 @@ done
 
 val() { local v=${RES[$1,$2]:-}; echo "${v:--}"; }
 ratio() { # plinth etcd
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == "" || b == "" || b + 0 == 0) print "-"; else if (a / b < 0.01) printf "%.3f", a / b; else printf "%.2f", a / b }'
 }
 row() { # label key unit
     local p e; p=$(val plinth "$2"); e=$(val etcd "$2")
