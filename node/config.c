@@ -54,6 +54,8 @@ static const struct flag flags[] = {
     {"log-level", F_STR, STR(log_level), "debug, info, warn, error, panic, or fatal"},
     {"pre-vote", F_BOOL, OFF(pre_vote), 0, "enable the Raft pre-vote round"},
     {"strict-reconfig-check", F_BOOL, OFF(strict_reconfig_check), 0, "reject reconfiguration requests that would cause quorum loss"},
+    {"restore-snapshot", F_STR, STR(restore_snapshot), "build the empty data dir from this snapshot file (etcdutl snapshot restore), then start"},
+    {"skip-hash-check", F_BOOL, OFF(skip_hash_check), 0, "with --restore-snapshot: the file has no SHA-256 trailer (a copied data.mdb)"},
     {"logger", F_IGNORED, 0, 0, "accepted for etcd compatibility; plinth always logs to stderr"},
     {"log-outputs", F_IGNORED, 0, 0, "accepted for etcd compatibility; plinth always logs to stderr"},
 };

@@ -60,6 +60,10 @@ struct node_config {
     char log_level[16];
     bool pre_vote;
     bool strict_reconfig_check;
+    /* --restore-snapshot FILE: build the (empty) data dir from a Maintenance/Snapshot file
+     * first, with the membership of --initial-cluster (etcdutl snapshot restore) */
+    char restore_snapshot[1024];
+    bool skip_hash_check;           /* --skip-hash-check: the file has no SHA-256 trailer */
     uint64_t self_id;                /* this member's id (from initial cluster) */
     uint64_t cluster_id;
 };

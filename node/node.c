@@ -120,7 +120,7 @@ static int tls_setup(struct node *n, char *err, size_t errlen)
     return 0;
 }
 
-static void members_from_config(struct node *n)
+void node_members_from_config(struct node *n)
 {
     int i;
     n->members.n = 0;
@@ -171,7 +171,7 @@ static int raft_setup(struct node *n, char *err, size_t errlen)
         n->id = stored_mid;
         n->cluster_id = stored_cid;
         if (node_members_load(n) != 0)
-            members_from_config(n);
+            node_members_from_config(n);
         if (node_id_removed(n, n->id)) {
             snprintf(err, errlen,
                      "member %016" PRIx64 " was removed from the cluster and cannot rejoin on this data dir "
@@ -222,7 +222,7 @@ static int raft_setup(struct node *n, char *err, size_t errlen)
                  n->id, n->cluster_id, hs.term, rs.hard_state.commit, rs.applied, n_ents, rs.conf.n_voters);
     } else {
         n->id = n->cfg.self_id;
-        members_from_config(n);
+        node_members_from_config(n);
         rc.id = n->id;
         if (!n->cfg.initial_cluster_existing) {
             n->cluster_id = n->cfg.cluster_id;
@@ -278,6 +278,8 @@ int node_start(const struct node_config *cfg, struct event_base *base, struct no
     if (getenv("PLINTH_UNSAFE_NO_FSYNC"))
         ko.no_sync = true;
     n->batch_window_us = getenv("PLINTH_BATCH_WINDOW_US") ? atoll(getenv("PLINTH_BATCH_WINDOW_US")) : 2000;
+    if (cfg->restore_snapshot[0] && node_restore_snapshot(n, &ko, err, errlen) != 0)
+        goto fail;
     {
         char e[512];
         if (kv_open(cfg->data_dir, &ko, &n->kv, e, sizeof e) != 0) {

@@ -313,6 +313,13 @@ void node_lease_renew_answer(struct node *n, uint64_t request_id, int64_t lease_
 void node_lease_ttl_peer(struct node *n, uint64_t from, const Plinthraftpb__LeaseTTL *m);
 void node_lease_ttl_forget(struct node *n, struct ttl_wait *t);
 
+/* ---- node.c / restore.c ------------------------------------------------------------------ */
+/* n->members from --initial-cluster (this member's client URLs from the flags). */
+void node_members_from_config(struct node *n);
+/* --restore-snapshot: builds the empty data dir from the snapshot file (before the store
+ * is opened for serving); the store is closed again when it returns. 0 or -1 with err. */
+int node_restore_snapshot(struct node *n, const kv_options *ko, char *err, size_t errlen);
+
 /* ---- members.c ---------------------------------------------------------------------------- */
 struct node_member *node_member_find(struct node *n, uint64_t id);
 void node_member_to_pb(const struct node_member *m, Etcdserverpb__Member *pb, char **urls);

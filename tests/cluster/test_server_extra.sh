@@ -1,7 +1,9 @@
 #!/bin/bash
 # test_server_extra — a 3-member TLS cluster: read-only txns are answered without a Raft
 # entry (and serializable ones even by a member with no leader); the v3lock and v3election
-# services (raw gRPC over curl) interoperate with etcdctl's lock and elect recipes.
+# services (raw gRPC over curl) interoperate with etcdctl's lock and elect recipes; a
+# removed member's id is never admitted again; `plinth --restore-snapshot` builds a new
+# cluster from an `etcdctl snapshot save` file (and refuses a damaged one).
 #
 #   bash tests/cluster/test_server_extra.sh            (BUILD=/tmp/x for another build dir)
 set -u
@@ -109,6 +111,11 @@ echo "# $out"
 cl_check "adding m4 again with the same peer URL is refused (its id was removed)" \
     bash -c "echo '$out' | grep -q 'was removed from the cluster and is never reused'"
 
+# ---- snapshot for the restore below ------------------------------------------------------------
+SNAP=$CL_DIR/snap.db
+OLDCID=$(cl_ctl "$L" endpoint status -w json 2>/dev/null | grep -o '"cluster_id":[0-9]*')
+cl_check "snapshot save" bash -c "$ETCDCTL --endpoints=$(cl_curl "$L") --cacert=$C/ca.pem --cert=$C/client.pem --key=$C/client-key.pem snapshot save $SNAP >/dev/null 2>&1 && [ -s $SNAP ]"
+
 # A member alone (the two others killed) has no leader: a serializable read-only txn is
 # still answered from its store, a linearizable one fails with "no leader".
 # TxnRequest{success: [RequestOp{request_range: RangeRequest{key "ro-a", serializable}}]}
@@ -122,5 +129,31 @@ cl_check "... with the value" grep -q value-of-ro-a "$CL_DIR/txn_s.out"
 grpc_body "$F" /etcdserverpb.KV/Txn "$CL_DIR/txn_l.bin" "$CL_DIR/txn_l.out"
 cl_check "linearizable read-only txn without a leader fails" \
     test "$G_STATUS" = 14 -a "$G_MESSAGE" = "etcdserver: no leader"
+
+# ---- plinth --restore-snapshot: a new cluster from the snapshot file --------------------------
+cl_kill "$F"
+for i in 1 2 3; do mv "$CL_DIR/m$i.data" "$CL_DIR/m$i.data.old"; mv "$CL_DIR/m$i.log" "$CL_DIR/m$i.log.old"; done
+cp "$SNAP" "$CL_DIR/bad.db"
+printf 'X' | dd of="$CL_DIR/bad.db" bs=1 seek=5000 conv=notrunc 2>/dev/null
+CL_EXTRA_FLAGS="--restore-snapshot $CL_DIR/bad.db" cl_start 1 new
+for i in $(seq 1 30); do cl_alive 1 || break; sleep 0.1; done
+cl_check "a damaged snapshot is refused" grep -q "snapshot file integrity check failed" "$CL_DIR/m1.log"
+cl_kill 1
+rm -rf "$CL_DIR/m1.data"; mv "$CL_DIR/m1.log" "$CL_DIR/m1.log.bad"
+CL_TOKEN="restored-$CL_TOKEN"
+for i in 1 2 3; do CL_EXTRA_FLAGS="--restore-snapshot $SNAP" cl_start "$i" new; done
+L2=$(cl_wait_leader 30) || L2=""
+cl_check "the restored cluster elects a leader" test -n "$L2"
+cl_check "it has the snapshot's data" cl_wait_value 10 "${L2:-1}" ro-a value-of-ro-a
+cl_check "... on every member" bash -c "$(declare -f cl_ctl cl_get cl_curl); $(declare -p CL_CPORT); ETCDCTL=$ETCDCTL; CL_DIR=$CL_DIR; for i in 1 2 3; do [ \"\$(cl_get \$i ro-b)\" = written ] || exit 1; done"
+cl_check "its member list is --initial-cluster" test "$(cl_ctl "${L2:-1}" member list 2>/dev/null | wc -l)" = 3
+cl_check "writes work" test "$(cl_ctl "${L2:-1}" put after-restore 1 2>&1)" = OK
+NEWCID=$(cl_ctl "${L2:-1}" endpoint status -w json 2>/dev/null | grep -o '"cluster_id":[0-9]*')
+cl_log "cluster id before $OLDCID, after $NEWCID"
+cl_check "the cluster id is new" test -n "$NEWCID" -a -n "$OLDCID" -a "$NEWCID" != "$OLDCID"
+cl_stop 2
+CL_EXTRA_FLAGS="--restore-snapshot $SNAP" cl_start 2 new
+for i in $(seq 1 30); do cl_alive 2 || break; sleep 0.1; done
+cl_check "restoring into a data dir in use is refused" grep -q "already holds a member" "$CL_DIR/m2.log"
 
 cl_finish
