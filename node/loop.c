@@ -174,6 +174,9 @@ static int persist_and_apply(struct node *n, const struct raft_ready *rd, struct
     int rc;
     double t0, t1;
 
+    bool apply_only;
+
+    ts->meta_written = false;
     rc = kv_wtxn_begin(n->kv, &w);
     if (rc)
         return rc;
@@ -224,9 +227,20 @@ static int persist_and_apply(struct node *n, const struct raft_ready *rd, struct
     t1 = now_s();
     if (rd->n_committed)
         node_hist_observe(&n->metrics.apply, t1 - t0);
-    rc = kv_wtxn_commit(w);
+    /* Entries are durable in the log since the synced turn that appended them, and the
+     * commit index may lag after a crash (it is learned again): a turn that only applies
+     * them needs no meta-page sync. Replay after a machine crash is idempotent (kv.h). */
+    apply_only = n->apply_nosync && !rd->n_entries && !rd->snapshot && !n->ids_unsaved &&
+                 !rd->conf_state_changed && !ts->meta_written &&
+                 (!rd->hard_state_changed || (rd->hard_state.term == n->durable_term &&
+                                              rd->hard_state.vote == n->durable_vote));
+    rc = apply_only ? kv_wtxn_commit_nosync(w) : kv_wtxn_commit(w);
     if (rc)
         return rc;
+    if (!apply_only && rd->hard_state_changed) {
+        n->durable_term = rd->hard_state.term;
+        n->durable_vote = rd->hard_state.vote;
+    }
     n->last_commit_end_us = now_us();
     n->last_commit_us = n->last_commit_end_us - (int64_t)(t1 * 1e6);
     {

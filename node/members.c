@@ -84,6 +84,7 @@ int node_members_pack(const struct node *n, const struct node_members *ms, uint8
 
 int node_members_save(struct node *n, kv_wtxn *w)
 {
+    n->ts.meta_written = true;
     uint8_t *buf;
     size_t len;
     int rc;

@@ -153,6 +153,9 @@ static int raft_setup(struct node *n, char *err, size_t errlen)
     memset(&rc, 0, sizeof rc);
     kv_ids_get(n->kv, &stored_cid, &stored_mid);
     kv_hard_state_get(n->kv, &hs);
+    n->durable_term = hs.term;
+    n->durable_vote = hs.vote;
+    n->apply_nosync = !getenv("PLINTH_APPLY_SYNC");
     restart = stored_mid != 0;
     rc.election_tick = (int)(n->cfg.election_ms / n->cfg.heartbeat_ms);
     if (rc.election_tick < 2)
@@ -518,6 +521,8 @@ void node_free(struct node *n)
     free(n->ts.done);
     free(n->ts.snaps);
     raft_free(n->raft);
+    if (n->kv)
+        kv_sync(n->kv); /* the meta page of a last apply-only turn */
     kv_close(n->kv);
     net_tls_ctx_free(n->client_tls);
     net_tls_ctx_free(n->metrics_tls);

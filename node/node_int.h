@@ -124,6 +124,7 @@ struct turn_state {
     size_t n_snaps;
     bool members_changed;
     bool removed_self;
+    bool meta_written;          /* membership records written in this turn's txn */
 };
 
 /* ---- housekeeping.c: leader-side auto-compaction and lease checkpoints ----------------- */
@@ -254,6 +255,11 @@ struct node {
     uint64_t *removed_ids;
     size_t n_removed;
     int64_t removed_log_ms;      /* last log line about traffic from a removed member */
+    /* term and vote of the last durable hard state: a turn that changes neither, appends
+     * nothing and writes no membership record only applies committed entries, and is
+     * committed without the meta-page sync (kv_wtxn_commit_nosync) */
+    uint64_t durable_term, durable_vote;
+    bool apply_nosync;           /* off with PLINTH_APPLY_SYNC=1 */
 };
 
 /* ---- loop.c ------------------------------------------------------------------------------ */
