@@ -2,6 +2,7 @@
  * from the store), TLS contexts, the peer transport, the gRPC and metrics servers, the
  * tick timer; publishing this member's client URLs; leader transfer on stop. */
 #include "node/node_int.h"
+#include "node/recipe.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -486,6 +487,7 @@ void node_free(struct node *n)
     while (n->ttl_waits)
         node_lease_ttl_forget(n, n->ttl_waits);
     node_peers_free(n);
+    recipe_stop_all(n);
     while (n->whead) {
         struct waiter *w = n->whead;
         n->whead = w->next;

@@ -65,6 +65,16 @@ int recipe_session_grant(struct node *n, recipe_done_fn done, void *arg)
     return recipe_propose(n, RECIPE_LEASE_GRANT, &g.base, done, arg);
 }
 
+void recipe_stop_all(struct node *n)
+{
+    struct waiter *w = n->whead, *next;
+    for (; w; w = next) {
+        next = w->next;
+        if (w->done == prop_done)
+            node_waiter_finish(n, w, ST_STOPPED, NULL);
+    }
+}
+
 /* ---- keys and reads ------------------------------------------------------------------- */
 
 size_t recipe_prefix_end(const uint8_t *p, size_t len, uint8_t *out)

@@ -20,6 +20,10 @@ enum { RECIPE_DELETE = 3, RECIPE_TXN = 4, RECIPE_LEASE_GRANT = 6 };
 int recipe_propose(struct node *n, int field, const ProtobufCMessage *req, recipe_done_fn done,
                    void *arg);
 
+/* Stopping: ends every recipe proposal still waiting (their owners see "server stopped"
+ * and propose nothing more). */
+void recipe_stop_all(struct node *n);
+
 /* Grants a session lease (TTL 60 s, as concurrency.NewSession does when a request names
  * no lease); done gets the LeaseGrantResponse. Same returns as recipe_propose. */
 int recipe_session_grant(struct node *n, recipe_done_fn done, void *arg);

@@ -125,7 +125,7 @@ static void campaign_fail(struct campaign *c, int code, const char *msg)
 {
     if (c->call)
         net_grpc_call_finish(c->call, code, msg);
-    else if (c->key_made)
+    else if (c->key_made && !c->n->stopping)
         propose_resign(c->n, c->key, c->klen, c->rev, ignore_done, NULL);
     campaign_free(c);
 }

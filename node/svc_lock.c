@@ -61,7 +61,7 @@ static void lock_fail(struct lock_op *l, int code, const char *msg)
 {
     if (l->call)
         net_grpc_call_finish(l->call, code, msg);
-    else if (l->key_made)
+    else if (l->key_made && !l->n->stopping)
         propose_delete(l->n, l->key, l->klen, ignore_done, NULL);
     lock_free(l);
 }

@@ -156,4 +156,29 @@ CL_EXTRA_FLAGS="--restore-snapshot $SNAP" cl_start 2 new
 for i in $(seq 1 30); do cl_alive 2 || break; sleep 0.1; done
 cl_check "restoring into a data dir in use is refused" grep -q "already holds a member" "$CL_DIR/m2.log"
 
+# ---- members stop cleanly with a lock waiter and an observer open (make asan: no leak) -------
+cl_frame "$CL_DIR/lock2.bin" '\x0a\x04shut'
+cl_wait_put 15 before-shut 1 1   # m2 is stopped: m1 and m3 go on (a new leader if m2 led)
+grpc_body 1 /v3lockpb.Lock/Lock "$CL_DIR/lock2.bin" "$CL_DIR/lock2.out"
+cl_check "Lock shut" test "$G_STATUS" = 0
+W=3
+curl -sS --http2 --max-time 20 --cacert "$C/ca.pem" --cert "$C/client.pem" --key "$C/client-key.pem" \
+    -X POST -H 'content-type: application/grpc' -H 'te: trailers' --data-binary "@$CL_DIR/lock2.bin" \
+    "$(cl_curl "$W")/v3lockpb.Lock/Lock" -o /dev/null 2>/dev/null &
+CURL1=$!
+cl_frame "$CL_DIR/obs.bin" '\x0a\x06ielect'
+curl -sS --http2 --max-time 20 --cacert "$C/ca.pem" --cert "$C/client.pem" --key "$C/client-key.pem" \
+    -X POST -H 'content-type: application/grpc' -H 'te: trailers' --data-binary "@$CL_DIR/obs.bin" \
+    "$(cl_curl "$W")/v3electionpb.Election/Observe" -o /dev/null 2>/dev/null &
+CURL2=$!
+sleep 1
+for i in 1 3; do cl_stop "$i"; done
+kill "$CURL1" "$CURL2" 2>/dev/null; wait "$CURL1" "$CURL2" 2>/dev/null
+if grep -qE 'runtime error|AddressSanitizer|LeakSanitizer' "$CL_DIR"/m*.log; then
+    grep -hE -A12 'runtime error|AddressSanitizer|LeakSanitizer' "$CL_DIR"/m*.log | head -60
+    cl_check "no sanitizer reports in member logs" false
+else
+    cl_check "no sanitizer reports in member logs" true
+fi
+
 cl_finish
