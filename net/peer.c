@@ -17,6 +17,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
+#include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
 
@@ -49,6 +51,7 @@ struct peer {
     struct pframe *q_head, *q_tail;
     size_t q_frames, q_bytes;
     int inbound;
+    uint64_t now_us;          /* when a frame last went out at once (see net_peer_send) */
     struct net_peer_stats st;
 };
 
@@ -91,6 +94,9 @@ static uint64_t now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+
+/* Frames sent closer together than this are batched instead of written one by one. */
+#define WRITE_NOW_GAP_US 200
 
 static void kick(struct net_peer_transport *t)
 {
@@ -199,6 +205,23 @@ static void flush_peer(struct peer *p)
         if (f->len < 16384)
             free(f);
     }
+}
+
+/* Writes the connection's buffered bytes to the socket now rather than when the loop
+ * next polls: the caller of net_peer_send often blocks right after sending (a Raft leader
+ * sends its appends, then fsyncs its own log), and the followers should be writing their
+ * copy during that fsync, not after it. This runs the bufferevent's own write handler
+ * (plain or TLS), so partial writes, TLS retries and errors take libevent's usual path;
+ * an error closes the connection through eventcb (it is freed later, never here). */
+static void write_now(struct pconn *k)
+{
+    struct bufferevent *bev = k->bev;
+    if (!k->up || k->dead || !evbuffer_get_length(bufferevent_get_output(bev)) ||
+        !(bufferevent_get_enabled(bev) & EV_WRITE))
+        return;
+    event_callback_fn cb = event_get_callback(&bev->ev_write);
+    if (cb)
+        cb(bufferevent_getfd(bev), EV_WRITE, event_get_callback_arg(&bev->ev_write));
 }
 
 /* --- connections ----------------------------------------------------------------- */
@@ -916,9 +939,34 @@ int net_peer_send(struct net_peer_transport *t, uint64_t to, const uint8_t *buf,
     p->q_tail = f;
     p->q_frames++;
     p->q_bytes += len;
-    if (p->st.connected)
-        kick(t);
+    if (!p->st.connected)
+        return 0;
+    /* A frame leaves at once (a leader's appends then overlap its own fsync) unless one
+     * already did in the last WRITE_NOW_GAP_US: a burst of small frames is left to the
+     * deferred flush, which packs them into one TLS record, so a busy peer link costs at
+     * most one extra write per gap. */
+    if (p->out) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+        if (now - p->now_us >= WRITE_NOW_GAP_US) {
+            p->now_us = now;
+            flush_peer(p);
+            write_now(p->out);
+        }
+    }
+    kick(t); /* the deferred flush writes whatever is still queued */
     return 0;
+}
+
+void net_peer_flush(struct net_peer_transport *t)
+{
+    for (struct peer *p = t->peers; p; p = p->next) {
+        if (!p->st.connected || !p->out)
+            continue;
+        flush_peer(p);
+        write_now(p->out);
+    }
 }
 
 int net_peer_connected(const struct net_peer_transport *t, uint64_t id)

@@ -36,8 +36,10 @@
  * direction. A frame is delivered whole or not at all.
  *
  * Sending never blocks: net_peer_send copies the bytes into the peer's outgoing queue;
- * queued frames are written in one batch per loop turn. A full queue (or a peer that is
- * not connected for long) drops new frames and counts them: Raft retransmits.
+ * a frame is written to the socket at once unless another to the same peer was within
+ * the last 200 us; such bursts are written in one batch per loop turn. A full queue (or
+ * a peer that is not connected for long) drops new frames and counts them: Raft
+ * retransmits.
  *
  * All callbacks run from the event loop; the transport must not be freed from inside
  * them (set a flag and free it after the loop turn). Not thread-safe.
@@ -134,6 +136,14 @@ int net_peer_remove(struct net_peer_transport *t, uint64_t id);
  * queue is emptied), NET_ENOMEM. Frames refused with EFULL/EUNAVAIL are counted in
  * dropped_frames. A 0 return does not mean delivery: Raft treats the network as lossy. */
 int net_peer_send(struct net_peer_transport *t, uint64_t to, const uint8_t *buf, size_t len);
+
+/* Writes every connected peer's queued frames to its socket now, instead of at the loop's
+ * next turn. Call it after sending a batch that the caller is about to block behind (e.g.
+ * the appends a leader sends before its own fsync). net_peer_send already writes a
+ * frame at once unless it follows another within 200 us; this covers those. Never blocks:
+ * what the socket does not take stays buffered. Not from inside a transport callback of
+ * the same connection. */
+void net_peer_flush(struct net_peer_transport *t);
 
 /* True (1) when the outbound connection to `id` has completed its hello. */
 int net_peer_connected(const struct net_peer_transport *t, uint64_t id);
