@@ -314,6 +314,10 @@ static void process_ready(struct node *n, struct turn_state *ts)
             node_send_msgs(n, &rd.msgs[i], 1);
         }
     }
+    /* the appends are on the wire while this member syncs (turns run from the loop's
+     * timer event, never inside a transport callback) */
+    if (rd.n_msgs && n->peers)
+        net_peer_flush(n->peers);
 
     /* 2. an arriving snapshot replaces the store before the turn's transaction */
     if (rd.snapshot) {
@@ -340,6 +344,8 @@ static void process_ready(struct node *n, struct turn_state *ts)
 
     /* 3. messages that promise durability */
     node_send_msgs(n, rd.msgs_after_persist, rd.n_msgs_after_persist);
+    if (rd.n_msgs_after_persist && n->peers) /* acks and votes before the answers of step 4 */
+        net_peer_flush(n->peers);
 
     /* 4. answer the clients, serve reads, start snapshot transfers */
     for (i = 0; i < ts->n_done; i++) {
