@@ -528,6 +528,14 @@ int node_config_parse(struct node_config *cfg, int argc, char **argv, char *err,
         seterr(err, errlen, "--max-request-bytes and --max-txn-ops must be > 0");
         return NODE_CONFIG_ERROR;
     }
+    if (cfg->restore_snapshot[0] && cfg->initial_cluster_existing) {
+        seterr(err, errlen, "--restore-snapshot starts a new cluster: use --initial-cluster-state new");
+        return NODE_CONFIG_ERROR;
+    }
+    if (cfg->skip_hash_check && !cfg->restore_snapshot[0]) {
+        seterr(err, errlen, "--skip-hash-check needs --restore-snapshot");
+        return NODE_CONFIG_ERROR;
+    }
     if (cfg->snapshot_count == 0)
         cfg->snapshot_count = 100000;
     if (parse_retention(cfg, err, errlen) < 0)

@@ -162,6 +162,23 @@ static void id_recipe(void **state)
     assert_true(node_member_id(&l, "etcd-cluster-1", 0) == 0x8211f1d0f64f3269ULL);
 }
 
+static void restore_flags(void **state)
+{
+    struct node_config c;
+    char err[NODE_ERRLEN];
+    char *ok[] = {"plinth", "--restore-snapshot", "/tmp/snap.db", "--skip-hash-check"};
+    char *existing[] = {"plinth", "--restore-snapshot=/tmp/snap.db", "--initial-cluster-state=existing"};
+    char *alone[] = {"plinth", "--skip-hash-check"};
+    (void)state;
+    assert_int_equal(parse(&c, err, 4, ok), NODE_CONFIG_OK);
+    assert_string_equal(c.restore_snapshot, "/tmp/snap.db");
+    assert_true(c.skip_hash_check);
+    assert_int_equal(parse(&c, err, 3, existing), NODE_CONFIG_ERROR);
+    assert_non_null(strstr(err, "--initial-cluster-state new"));
+    assert_int_equal(parse(&c, err, 2, alone), NODE_CONFIG_ERROR);
+    assert_non_null(strstr(err, "needs --restore-snapshot"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +188,7 @@ int main(void)
         cmocka_unit_test(help_and_version),
         cmocka_unit_test(ids_are_deterministic),
         cmocka_unit_test(id_recipe),
+        cmocka_unit_test(restore_flags),
     };
     return PLINTH_RUN_TESTS("node_config", tests);
 }
