@@ -532,7 +532,8 @@ int cmd_snapshot(struct ctl *c, const char *sub, int argc, char **argv)
     if (!strcmp(sub, "save")) return snapshot_save(c, pos[0]);
     if (!strcmp(sub, "status")) return snapshot_status(c, pos[0]);
     if (!strcmp(sub, "restore"))
-        return ctl_err("snapshot restore is not supported by plinthctl yet; see docs/operations.md "
-                       "(restore by hand: the snapshot is the member's data.mdb)");
+        return ctl_err("snapshot restore is done by the server: start each member of the new cluster "
+                       "once with `plinth --restore-snapshot %s` and its usual flags on an empty "
+                       "--data-dir (docs/operations.md, Backup and restore)", pos[0]);
     return ctl_usage("unknown snapshot sub-command \"%s\"", sub);
 }
