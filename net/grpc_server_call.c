@@ -44,6 +44,8 @@ void gs_call_close(struct net_grpc_call *call, int err)
         fn(call, call->user, err);
     if (call->deadline_ev)
         event_free(call->deadline_ev);
+    if (call->linger_ev)
+        event_free(call->linger_ev);
     if (call->prev)
         call->prev->next = call->next;
     else
@@ -245,6 +247,7 @@ void gs_call_data(struct net_grpc_call *call, const uint8_t *data, size_t len)
                 snprintf(text, sizeof text,
                          "grpc: received message larger than max (%zu vs. %zu)", mlen, max);
                 call->discard_input = true;
+                call->reset_early = true;
                 gs_call_finish(call, NET_GRPC_RESOURCE_EXHAUSTED, text, 200);
                 return;
             }

@@ -84,9 +84,35 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 {
     (void)flags, (void)user_data;
     struct net_grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
-    if (call)
-        gs_call_data(call, data, len);
+    if (!call)
+        return 0;
+    /* Answered already (an unknown method, a refused message): the rest of a small request
+     * is read and dropped so the stream ends cleanly; a client that keeps sending after
+     * GS_DISCARD_LIMIT bytes is told to stop. */
+    if (call->end_sent) {
+        call->discarded += len;
+        if (call->discarded > GS_DISCARD_LIMIT && !call->reset_early) {
+            call->reset_early = true;
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_NO_ERROR);
+        }
+        return 0;
+    }
+    gs_call_data(call, data, len);
     return 0;
+}
+
+/* The client neither finished its request nor reset the stream GS_LINGER_MS after our
+ * answer went out: reset it, so the stream's state is freed. */
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct net_grpc_call *call = arg;
+    struct gs_conn *conn = call->conn;
+    if (!conn->session || call->reset_early)
+        return;
+    call->reset_early = true;
+    nghttp2_submit_rst_stream(conn->session, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_NO_ERROR);
+    gs_conn_schedule_flush(conn);
 }
 
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
@@ -99,12 +125,26 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
                                                                       frame->hd.stream_id);
     if (call)
         call->end_sent = true;
-    /* Our END_STREAM is on the wire; a client still sending (an over-limit message, an
-     * unknown method) is told to stop. Submitted earlier, the reset would overtake the
-     * answer and the client would see no status. */
-    if (!nghttp2_session_get_stream_remote_close(session, frame->hd.stream_id))
+    /* Our END_STREAM is on the wire. A client still sending an over-limit message is told to
+     * stop at once (submitted earlier, the reset would overtake the answer and the client
+     * would see no status). Any other client still sending (an unknown method, an answer
+     * before the request ended) may finish its request: some clients (curl) report an error
+     * instead of the status when the reset arrives while they upload; on_data_chunk_recv
+     * resets a stream that keeps sending past GS_DISCARD_LIMIT. */
+    if (nghttp2_session_get_stream_remote_close(session, frame->hd.stream_id))
+        return 0;
+    if (!call || call->reset_early) {
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                   NGHTTP2_NO_ERROR);
+    } else if (!call->linger_ev) {
+        struct timeval tv = {0, GS_LINGER_MS * 1000};
+        call->linger_ev = evtimer_new(call->conn->srv->base, linger_cb, call);
+        if (call->linger_ev)
+            evtimer_add(call->linger_ev, &tv);
+        else
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                      NGHTTP2_NO_ERROR);
+    }
     return 0;
 }
 

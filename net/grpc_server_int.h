@@ -26,6 +26,10 @@
 #define GS_MAX_STATUS_MSG 256
 /* First allocation for an incoming message; it doubles as bytes arrive. */
 #define GS_MSG_INITIAL (16u * 1024u)
+/* Request bytes read and dropped after our answer went out before the stream is reset. */
+#define GS_DISCARD_LIMIT (256u * 1024u)
+/* How long a client may go on sending (or keep its side open) after our answer. */
+#define GS_LINGER_MS 100
 
 struct gs_method {
     char *path;
@@ -83,6 +87,9 @@ struct net_grpc_call {
     size_t msg_len, msg_have, msg_cap;
     unsigned messages_in;
     bool discard_input;
+    bool reset_early;     /* refused for its size: reset the stream once our answer is out */
+    size_t discarded;     /* request bytes received after our END_STREAM went out */
+    struct event *linger_ev; /* resets a stream the client leaves open after our answer */
     bool remote_closed;
     bool half_close_due; /* notify the half-close callback from the loop */
     bool half_close_fired;
