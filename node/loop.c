@@ -42,7 +42,7 @@ void node_kick(struct node *n)
     if (n->turn_pending || !n->turn_ev)
         return;
     n->turn_pending = true;
-    if (n->batch_window_us > 0 && n->n_waiters >= 8) {
+    if (n->batch_window_us > 0 && n->n_waiters >= (size_t)n->batch_min_waiters) {
         now = now_us();
         wait = n->last_commit_end_us + (n->last_commit_us < n->batch_window_us ? n->last_commit_us
                                                                                : n->batch_window_us) - now;

@@ -282,6 +282,7 @@ int node_start(const struct node_config *cfg, struct event_base *base, struct no
     if (getenv("PLINTH_UNSAFE_NO_FSYNC"))
         ko.no_sync = true;
     n->batch_window_us = getenv("PLINTH_BATCH_WINDOW_US") ? atoll(getenv("PLINTH_BATCH_WINDOW_US")) : 2000;
+    n->batch_min_waiters = getenv("PLINTH_BATCH_MIN_WAITERS") ? atoi(getenv("PLINTH_BATCH_MIN_WAITERS")) : 32;
     if (cfg->restore_snapshot[0] && node_restore_snapshot(n, &ko, err, errlen) != 0)
         goto fail;
     {

@@ -15,7 +15,7 @@
  *      and commits with one fsync; then the messages that promise durability go out;
  *      clients whose request ids were applied are answered; reads whose index is applied
  *      are served; watch events are fanned out (kv_watch_notify).
- * Group commit: while 8 or more clients wait, a turn that would start right after a
+ * Group commit: while 32 or more clients wait (PLINTH_BATCH_MIN_WAITERS), a turn that would start right after a
  * commit waits up to that commit's duration (at most 2 ms, PLINTH_BATCH_WINDOW_US), so
  * one fsync covers more writes; an idle member turns at once.
  *

@@ -248,6 +248,7 @@ struct node {
     bool leader_down;            /* the transport reported the current leader's connection lost */
     struct node_bg *bgs;         /* running background jobs */
     int64_t batch_window_us;     /* group commit: longest wait before a turn under load */
+    int batch_min_waiters;       /* group commit: clients waiting before a turn may wait (>= 0) */
     int64_t last_commit_end_us, last_commit_us;
     struct node_housekeeping hk;
     /* ids of members removed from the cluster (replicated: meta "removed_ids"); never
