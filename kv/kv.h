@@ -360,6 +360,14 @@ int kv_apply(kv_wtxn *w, kv_index_t index, kv_term_t term, const Plinthpb__Reque
  * / KV_EFUTUREREV / KV_EEMPTYKEY / ..., or a failure code (then *out is zeroed). */
 int kv_range(kv_store *s, const Etcdserverpb__RangeRequest *req, kv_result *out);
 
+/* Evaluates a Txn with no put or delete in any branch (at any depth) exactly as kv_apply
+ * would, over one read transaction of committed data, without writing: the answer is the
+ * TxnResponse kv_apply gives for the same txn at the same revision. Returns 0 with
+ * out->msg a TxnResponse, or out->err a client-visible code (KV_ECOMPACTED,
+ * KV_EFUTUREREV, KV_ETOOMANYOPS, ...); a txn that writes answers KV_EINVAL; other
+ * failures return their code with *out zeroed. */
+int kv_txn_read(kv_store *s, const Etcdserverpb__TxnRequest *t, kv_result *out);
+
 /* Current (committed) revision. As in etcd, a fresh store is at revision 1 and the
  * first write makes revision 2. */
 kv_rev_t kv_current_revision(kv_store *s);

@@ -203,6 +203,8 @@ struct kv_arena;
 int kv_seterr(kv_store *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int lmdb_err(kv_store *s, int rc, const char *what);
 int rtxn_get(kv_store *s, MDB_txn **txn, bool *own_cached);
+/* The committed revision and compacted revision as the read txn `txn` sees them. */
+void read_view(kv_store *s, MDB_txn *txn, kv_rev_t *cur, kv_rev_t *compact);
 void rtxn_put(kv_store *s, MDB_txn *txn, bool own_cached);
 /* txn for reads that see the open write txn (log, meta) */
 int view_get(kv_store *s, MDB_txn **txn, bool *cached, bool *is_w);

@@ -682,6 +682,17 @@ int kv_check_range(kv_store *s, const Etcdserverpb__RangeRequest *r)
     return 0;
 }
 
+void read_view(kv_store *s, MDB_txn *txn, kv_rev_t *cur, kv_rev_t *compact)
+{
+    MDB_val v;
+    *cur = s->rev;
+    *compact = s->compact_rev;
+    if (meta_get_raw(s, txn, "rev", &v) == 0 && v.mv_size >= 8)
+        *cur = (kv_rev_t)get_be64(v.mv_data);
+    if (meta_get_raw(s, txn, "compact", &v) == 0 && v.mv_size >= 8)
+        *compact = (kv_rev_t)get_be64(v.mv_data);
+}
+
 int kv_range(kv_store *s, const Etcdserverpb__RangeRequest *r, kv_result *out)
 {
     MDB_txn *txn;
@@ -695,13 +706,8 @@ int kv_range(kv_store *s, const Etcdserverpb__RangeRequest *r, kv_result *out)
         kv_result_free(out);
         return err;
     }
-    /* the committed revision as this read txn sees it */
-    MDB_val v;
-    kv_rev_t cur = s->rev, compact = s->compact_rev;
-    if (meta_get_raw(s, txn, "rev", &v) == 0 && v.mv_size >= 8)
-        cur = (kv_rev_t)get_be64(v.mv_data);
-    if (meta_get_raw(s, txn, "compact", &v) == 0 && v.mv_size >= 8)
-        compact = (kv_rev_t)get_be64(v.mv_data);
+    kv_rev_t cur, compact;
+    read_view(s, txn, &cur, &compact);
     if ((out->err = range_check_rev(r->revision, cur, compact))) {
         rtxn_put(s, txn, cached);
         return 0;

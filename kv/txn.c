@@ -554,6 +554,65 @@ out:
     return err;
 }
 
+/* ---- read-only txns ------------------------------------------------------------- */
+
+int kv_txn_read(kv_store *s, const Etcdserverpb__TxnRequest *t, kv_result *out)
+{
+    MDB_txn *txn;
+    bool cached, writes = false;
+    path p = {0};
+    size_t pi = 0;
+    int err = result_begin(out);
+    if (err)
+        return err;
+    if ((out->err = check_txn_full(s, t)))
+        return 0;
+    if ((err = rtxn_get(s, &txn, &cached))) {
+        kv_result_free(out);
+        return err;
+    }
+    /* The evaluation of kv_apply over a read txn: a view with no writes pending. */
+    kv_wtxn view = {.s = s, .txn = txn};
+    read_view(s, txn, &view.rev, &view.compact_rev);
+    if ((err = compare_path(&view, t, &p)))
+        goto fail;
+    if ((err = check_path(&view, t, &p, &pi, &writes))) {
+        if (kv_error_is_fatal_txn(err))
+            goto fail;
+        out->err = err;
+        err = 0;
+        goto done;
+    }
+    if (writes) {
+        err = KV_EINVAL; /* caller bug: only read-only txns come here */
+        goto fail;
+    }
+    Etcdserverpb__TxnResponse *resp = arena_alloc(out->arena, sizeof(*resp));
+    if (!resp) {
+        err = KV_ENOMEM;
+        goto fail;
+    }
+    etcdserverpb__txn_response__init(resp);
+    wctx c = {&view, view.rev + 1, 0, true};
+    pi = 0;
+    if ((err = exec_path(&c, t, &p, &pi, out->arena, resp)))
+        goto fail;
+    if (!(resp->header = new_header(s, out->arena, view.rev))) {
+        err = KV_ENOMEM;
+        goto fail;
+    }
+    out->msg = &resp->base;
+done:
+    rtxn_put(s, txn, cached);
+    free(p.v);
+    return 0;
+fail:
+    rtxn_put(s, txn, cached);
+    free(p.v);
+    kv_result_free(out);
+    return err;
+}
+
 /* ---- kv_apply -------------------------------------------------------------------- */
 
 static int apply_put(kv_wtxn *w, const Etcdserverpb__PutRequest *p, kv_result *out)

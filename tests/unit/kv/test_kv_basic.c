@@ -245,6 +245,91 @@ static void test_txn(void **state)
     kvt_done(&t);
 }
 
+/* kv_txn_read answers a read-only txn exactly as kv_apply does at the same revision,
+ * writes nothing, refuses a txn that writes and reports compacted revisions. */
+static void test_txn_read(void **state)
+{
+    (void)state;
+    kvt t;
+    kv_result r, ra;
+    kvt_init(&t, "kv-txnread", NULL);
+    assert_int_equal(kvt_put1(&t, "x", "1"), 0); /* 2 */
+    assert_int_equal(kvt_put1(&t, "x", "2"), 0); /* 3 */
+    assert_int_equal(kvt_put1(&t, "y", "1"), 0); /* 4 */
+
+    Etcdserverpb__Compare c = ETCDSERVERPB__COMPARE__INIT;
+    c.key = kvt_b("x");
+    c.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
+    c.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER;
+    c.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+    c.mod_revision = 2;
+    Etcdserverpb__Compare *cs[] = {&c};
+    Etcdserverpb__RangeRequest q1 = ETCDSERVERPB__RANGE_REQUEST__INIT, q2 = q1;
+    q1.key = kvt_b("x");
+    q1.revision = 2;
+    q2.key = kvt_b("y");
+    Etcdserverpb__RequestOp o1 = ETCDSERVERPB__REQUEST_OP__INIT, o2 = o1;
+    o1.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+    o1.request_range = &q1;
+    o2.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+    o2.request_range = &q2;
+    Etcdserverpb__RequestOp *succ[] = {&o1, &o2};
+    Etcdserverpb__TxnRequest tx = ETCDSERVERPB__TXN_REQUEST__INIT;
+    tx.n_compare = 1;
+    tx.compare = cs;
+    tx.n_success = 2;
+    tx.success = succ;
+
+    assert_int_equal(kv_txn_read(t.s, &tx, &r), 0);
+    assert_int_equal(r.err, 0);
+    Etcdserverpb__TxnResponse *tr = (Etcdserverpb__TxnResponse *)r.msg;
+    assert_true(tr->succeeded);
+    assert_int_equal(tr->header->revision, 4);
+    assert_int_equal(tr->n_responses, 2);
+    const Mvccpb__KeyValue *old = tr->responses[0]->response_range->kvs[0];
+    assert_int_equal(old->value.len, 1);
+    assert_memory_equal(old->value.data, "1", 1); /* x as of revision 2 */
+    size_t n = etcdserverpb__txn_response__get_packed_size(tr);
+    uint8_t *b1 = malloc(n);
+    etcdserverpb__txn_response__pack(tr, b1);
+    assert_int_equal(kv_current_revision(t.s), 4); /* nothing written */
+
+    Plinthpb__Request req = PLINTHPB__REQUEST__INIT;
+    req.request_case = PLINTHPB__REQUEST__REQUEST_TXN;
+    req.txn = &tx;
+    assert_int_equal(kvt_apply(&t, &req, &ra), 0);
+    Etcdserverpb__TxnResponse *ta = (Etcdserverpb__TxnResponse *)ra.msg;
+    assert_int_equal(etcdserverpb__txn_response__get_packed_size(ta), n);
+    uint8_t *b2 = malloc(n);
+    etcdserverpb__txn_response__pack(ta, b2);
+    assert_memory_equal(b1, b2, n);
+    free(b1);
+    free(b2);
+    kv_result_free(&r);
+    kv_result_free(&ra);
+
+    /* a txn that writes is not for this path */
+    Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+    Etcdserverpb__RequestOp o3 = ETCDSERVERPB__REQUEST_OP__INIT;
+    p.key = kvt_b("z");
+    o3.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+    o3.request_put = &p;
+    Etcdserverpb__RequestOp *wsucc[] = {&o3};
+    tx.success = wsucc;
+    tx.n_success = 1;
+    assert_int_equal(kv_txn_read(t.s, &tx, &r), KV_EINVAL);
+    assert_int_equal(kv_current_revision(t.s), 4);
+
+    /* a range below the compacted revision */
+    assert_int_equal(kvt_compact(&t, 3), 0);
+    tx.success = succ;
+    tx.n_success = 2;
+    assert_int_equal(kv_txn_read(t.s, &tx, &r), 0);
+    assert_int_equal(r.err, KV_ECOMPACTED);
+    kv_result_free(&r);
+    kvt_done(&t);
+}
+
 static void test_compaction(void **state)
 {
     (void)state;
@@ -453,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_key_limits),
         cmocka_unit_test(test_txn),
+        cmocka_unit_test(test_txn_read),
         cmocka_unit_test(test_compaction),
         cmocka_unit_test(test_raft_log),
         cmocka_unit_test(test_applied_once),
