@@ -352,6 +352,11 @@ void node_propose_lease_revoke(struct node *n, int64_t id);
 /* ---- svc_*.c -------------------------------------------------------------------------- */
 int node_services_register(struct node *n);
 void node_fill_header(const struct node *n, Etcdserverpb__ResponseHeader *h, int64_t rev);
+/* Unpacks one request message of type d. On malformed bytes answers the call
+ * INVALID_ARGUMENT "grpc: error unmarshalling request" (as etcd's gRPC layer does) and
+ * returns NULL. The message is the caller's (free with protobuf_c_message_free_unpacked). */
+void *node_unpack(struct net_grpc_call *call, const ProtobufCMessageDescriptor *d,
+                  const uint8_t *msg, size_t len);
 void node_reply_status(struct net_grpc_call *call, struct node_status st);
 void node_gauges(void *ud, struct node_gauges *g);
 /* Answers a unary call with a kv result (its header completed) or its error. */

@@ -8,6 +8,15 @@
 
 #include "health.pb-c.h"
 
+void *node_unpack(struct net_grpc_call *call, const ProtobufCMessageDescriptor *d,
+                  const uint8_t *msg, size_t len)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, msg);
+    if (!m)
+        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    return m;
+}
+
 void node_fill_header(const struct node *n, Etcdserverpb__ResponseHeader *h, int64_t rev)
 {
     h->cluster_id = n->cluster_id;

@@ -66,12 +66,10 @@ static void member_list_serve(struct node *n, struct read_req *r, struct node_st
 static void member_list_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__MemberListRequest *req = etcdserverpb__member_list_request__unpack(NULL, len, msg);
+    Etcdserverpb__MemberListRequest *req = node_unpack(call, &etcdserverpb__member_list_request__descriptor, msg, len);
     bool lin;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     lin = req->linearizable;
     etcdserverpb__member_list_request__free_unpacked(req, NULL);
     if (lin) {
@@ -264,7 +262,7 @@ static int voters_started(struct node *n, int *voters)
 static void member_add_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__MemberAddRequest *req = etcdserverpb__member_add_request__unpack(NULL, len, msg);
+    Etcdserverpb__MemberAddRequest *req = node_unpack(call, &etcdserverpb__member_add_request__descriptor, msg, len);
     struct node_status st;
     struct conf_arg *ca;
     struct node_members after;
@@ -272,10 +270,9 @@ static void member_add_h(struct net_grpc_call *call, const uint8_t *msg, size_t 
     size_t i;
     int k, learners = 0, voters, started;
 
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
+
         return;
-    }
     st = node_can_serve(n, true);
     ca = calloc(1, sizeof(*ca));
     if (!st.code && !ca)
@@ -338,16 +335,14 @@ static void member_add_h(struct net_grpc_call *call, const uint8_t *msg, size_t 
 static void member_remove_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__MemberRemoveRequest *req = etcdserverpb__member_remove_request__unpack(NULL, len, msg);
+    Etcdserverpb__MemberRemoveRequest *req = node_unpack(call, &etcdserverpb__member_remove_request__descriptor, msg, len);
     struct node_status st;
     struct node_member *m;
     struct conf_arg *ca;
     struct node_members after;
     int k, voters, started;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     st = node_can_serve(n, true);
     m = node_member_find(n, req->id);
     if (!st.code && !m)
@@ -380,16 +375,14 @@ static void member_remove_h(struct net_grpc_call *call, const uint8_t *msg, size
 static void member_promote_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__MemberPromoteRequest *req = etcdserverpb__member_promote_request__unpack(NULL, len, msg);
+    Etcdserverpb__MemberPromoteRequest *req = node_unpack(call, &etcdserverpb__member_promote_request__descriptor, msg, len);
     struct node_status st;
     struct node_member *m;
     struct conf_arg *ca;
     struct node_members after;
     int k;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     st = node_can_serve(n, true);
     m = node_member_find(n, req->id);
     if (!st.code && !m)
@@ -445,7 +438,7 @@ static void update_done(struct node *n, struct waiter *w, struct node_status st,
 static void member_update_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__MemberUpdateRequest *req = etcdserverpb__member_update_request__unpack(NULL, len, msg);
+    Etcdserverpb__MemberUpdateRequest *req = node_unpack(call, &etcdserverpb__member_update_request__descriptor, msg, len);
     Plinthraftpb__NodeRequest r = PLINTHRAFTPB__NODE_REQUEST__INIT;
     Etcdserverpb__Member pb;
     struct node_member m, *cur;
@@ -454,10 +447,8 @@ static void member_update_h(struct net_grpc_call *call, const uint8_t *msg, size
     size_t i, blen;
     uint8_t *buf;
     uint64_t id;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     st = node_can_serve(n, true);
     cur = node_member_find(n, req->id);
     if (!st.code && !cur)

@@ -297,13 +297,11 @@ static void campaign_close(struct net_grpc_call *call, void *user, int err)
 static void campaign_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    V3electionpb__CampaignRequest *req = v3electionpb__campaign_request__unpack(NULL, len, msg);
+    V3electionpb__CampaignRequest *req = node_unpack(call, &v3electionpb__campaign_request__descriptor, msg, len);
     struct node_status st;
     struct campaign *c;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     if ((st = node_can_serve(n, true)).code) {
         node_reply_status(call, st);
         v3electionpb__campaign_request__free_unpacked(req, NULL);
@@ -404,13 +402,11 @@ static void single_abort(struct single *s)
 static void proclaim_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    V3electionpb__ProclaimRequest *req = v3electionpb__proclaim_request__unpack(NULL, len, msg);
+    V3electionpb__ProclaimRequest *req = node_unpack(call, &v3electionpb__proclaim_request__descriptor, msg, len);
     struct node_status st;
     struct single *s;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     if (!req->leader)
         net_grpc_call_finish(call, GRPC_UNKNOWN, ERR_MISSING_LEADER);
     else if ((st = node_can_serve(n, true)).code)
@@ -426,13 +422,11 @@ static void proclaim_h(struct net_grpc_call *call, const uint8_t *msg, size_t le
 static void resign_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    V3electionpb__ResignRequest *req = v3electionpb__resign_request__unpack(NULL, len, msg);
+    V3electionpb__ResignRequest *req = node_unpack(call, &v3electionpb__resign_request__descriptor, msg, len);
     struct node_status st;
     struct single *s;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     if (!req->leader)
         net_grpc_call_finish(call, GRPC_UNKNOWN, ERR_MISSING_LEADER);
     else if ((st = node_can_serve(n, true)).code)
@@ -492,12 +486,10 @@ static void serve_leader(struct node *n, struct read_req *r, struct node_status 
 static void leader_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    V3electionpb__LeaderRequest *req = v3electionpb__leader_request__unpack(NULL, len, msg);
+    V3electionpb__LeaderRequest *req = node_unpack(call, &v3electionpb__leader_request__descriptor, msg, len);
     struct node_status st;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     if ((st = node_can_serve(n, false)).code) {
         node_reply_status(call, st);
         v3electionpb__leader_request__free_unpacked(req, NULL);

@@ -43,13 +43,11 @@ static void serve_range(struct node *n, struct read_req *r, struct node_status s
 static void kv_range_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__RangeRequest *req = etcdserverpb__range_request__unpack(NULL, len, msg);
+    Etcdserverpb__RangeRequest *req = node_unpack(call, &etcdserverpb__range_request__descriptor, msg, len);
     struct node_status st;
     int rc;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     st = node_check_range(req);
     if (st.code == 0 && (rc = kv_check_range(n->kv, req)) != 0) {
         answer_kv_status(call, rc);
@@ -143,12 +141,10 @@ static void kv_put_h(struct net_grpc_call *call, const uint8_t *msg, size_t len,
 {
     struct node *n = ud;
     Plinthpb__Request r = PLINTHPB__REQUEST__INIT;
-    Etcdserverpb__PutRequest *req = etcdserverpb__put_request__unpack(NULL, len, msg);
+    Etcdserverpb__PutRequest *req = node_unpack(call, &etcdserverpb__put_request__descriptor, msg, len);
     struct node_status st;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     st = node_check_put(req);
     r.request_case = PLINTHPB__REQUEST__REQUEST_PUT;
     r.put = req;
@@ -163,12 +159,10 @@ static void kv_delete_h(struct net_grpc_call *call, const uint8_t *msg, size_t l
 {
     struct node *n = ud;
     Plinthpb__Request r = PLINTHPB__REQUEST__INIT;
-    Etcdserverpb__DeleteRangeRequest *req = etcdserverpb__delete_range_request__unpack(NULL, len, msg);
+    Etcdserverpb__DeleteRangeRequest *req = node_unpack(call, &etcdserverpb__delete_range_request__descriptor, msg, len);
     struct node_status st;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     st = node_check_delete(req);
     r.request_case = PLINTHPB__REQUEST__REQUEST_DELETE_RANGE;
     r.delete_range = req;
@@ -219,12 +213,10 @@ static void kv_txn_h(struct net_grpc_call *call, const uint8_t *msg, size_t len,
 {
     struct node *n = ud;
     Plinthpb__Request r = PLINTHPB__REQUEST__INIT;
-    Etcdserverpb__TxnRequest *req = etcdserverpb__txn_request__unpack(NULL, len, msg);
+    Etcdserverpb__TxnRequest *req = node_unpack(call, &etcdserverpb__txn_request__descriptor, msg, len);
     struct node_status st;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     st = node_check_txn(req, n->cfg.max_txn_ops);
     r.request_case = PLINTHPB__REQUEST__REQUEST_TXN;
     r.txn = req;
@@ -243,11 +235,9 @@ static void kv_compact_h(struct net_grpc_call *call, const uint8_t *msg, size_t 
 {
     struct node *n = ud;
     Plinthpb__Request r = PLINTHPB__REQUEST__INIT;
-    Etcdserverpb__CompactionRequest *req = etcdserverpb__compaction_request__unpack(NULL, len, msg);
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    Etcdserverpb__CompactionRequest *req = node_unpack(call, &etcdserverpb__compaction_request__descriptor, msg, len);
+    if (!req)
         return;
-    }
     r.request_case = PLINTHPB__REQUEST__REQUEST_COMPACTION;
     r.compaction = req;
     if (write_prelude(n, call, &r))

@@ -36,13 +36,11 @@ static void lease_grant_h(struct net_grpc_call *call, const uint8_t *msg, size_t
 {
     struct node *n = ud;
     Plinthpb__Request r = PLINTHPB__REQUEST__INIT;
-    Etcdserverpb__LeaseGrantRequest *req = etcdserverpb__lease_grant_request__unpack(NULL, len, msg);
+    Etcdserverpb__LeaseGrantRequest *req = node_unpack(call, &etcdserverpb__lease_grant_request__descriptor, msg, len);
     struct node_status st;
     int rc;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     st = node_check_lease_grant(req);
     if (st.code == 0)
         st = node_can_serve(n, true);
@@ -60,12 +58,10 @@ static void lease_grant_h(struct net_grpc_call *call, const uint8_t *msg, size_t
 static void lease_revoke_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__LeaseRevokeRequest *req = etcdserverpb__lease_revoke_request__unpack(NULL, len, msg);
+    Etcdserverpb__LeaseRevokeRequest *req = node_unpack(call, &etcdserverpb__lease_revoke_request__descriptor, msg, len);
     struct node_status st;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     st = node_can_serve(n, true);
     if (st.code)
         node_reply_status(call, st);
@@ -136,11 +132,9 @@ static void lease_keepalive_h(struct net_grpc_call *call, const uint8_t *msg, si
         net_grpc_call_set_close_cb(call, ka_close);
         net_grpc_call_set_half_close_cb(call, ka_half_close);
     }
-    req = etcdserverpb__lease_keep_alive_request__unpack(NULL, len, msg);
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    req = node_unpack(call, &etcdserverpb__lease_keep_alive_request__descriptor, msg, len);
+    if (!req)
         return;
-    }
     if (raft_leader(n->raft) == RAFT_NONE) {
         /* during an election the keep-alive goes unanswered (the client sends another
          * in TTL/3); a member without a leader for longer ends the stream */
@@ -208,13 +202,11 @@ void node_lease_tick(struct node *n, int64_t now)
 /* Answers a TimeToLive from the local store (exact on the leader). */
 static void ttl_local(struct node *n, struct net_grpc_call *call, const uint8_t *msg, size_t len)
 {
-    Etcdserverpb__LeaseTimeToLiveRequest *req = etcdserverpb__lease_time_to_live_request__unpack(NULL, len, msg);
+    Etcdserverpb__LeaseTimeToLiveRequest *req = node_unpack(call, &etcdserverpb__lease_time_to_live_request__descriptor, msg, len);
     kv_result res = {0};
     int rc;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     rc = kv_lease_time_to_live(n->kv, req, node_now_ms(), &res);
     if (rc)
         answer_kv_status(call, rc);

@@ -236,13 +236,11 @@ static void lock_close(struct net_grpc_call *call, void *user, int err)
 static void lock_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    V3lockpb__LockRequest *req = v3lockpb__lock_request__unpack(NULL, len, msg);
+    V3lockpb__LockRequest *req = node_unpack(call, &v3lockpb__lock_request__descriptor, msg, len);
     struct node_status st;
     struct lock_op *l;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     if ((st = node_can_serve(n, true)).code) {
         node_reply_status(call, st);
         v3lockpb__lock_request__free_unpacked(req, NULL);
@@ -316,13 +314,11 @@ static void unlock_done(struct node *n, void *arg, int code, const char *msg, kv
 static void unlock_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    V3lockpb__UnlockRequest *req = v3lockpb__unlock_request__unpack(NULL, len, msg);
+    V3lockpb__UnlockRequest *req = node_unpack(call, &v3lockpb__unlock_request__descriptor, msg, len);
     struct node_status st;
     struct unlock_op *u;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     if (req->key.len == 0) {
         node_reply_status(call, ST_EMPTY_KEY);
     } else if ((st = node_can_serve(n, true)).code) {

@@ -76,11 +76,9 @@ static void status_h(struct net_grpc_call *call, const uint8_t *msg, size_t len,
 static void alarm_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__AlarmRequest *req = etcdserverpb__alarm_request__unpack(NULL, len, msg);
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    Etcdserverpb__AlarmRequest *req = node_unpack(call, &etcdserverpb__alarm_request__descriptor, msg, len);
+    if (!req)
         return;
-    }
     if (req->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET) {
         kv_result res = {0};
         int rc = kv_alarms(n->kv, &res);
@@ -107,13 +105,11 @@ static void alarm_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, 
 static void hashkv_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__HashKVRequest *req = etcdserverpb__hash_kvrequest__unpack(NULL, len, msg);
+    Etcdserverpb__HashKVRequest *req = node_unpack(call, &etcdserverpb__hash_kvrequest__descriptor, msg, len);
     kv_result res = {0};
     int rc;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     rc = kv_hash_kv(n->kv, req->revision, &res);
     if (rc)
         answer_kv_status(call, rc);
@@ -178,15 +174,13 @@ static void move_close(struct net_grpc_call *call, void *user, int err)
 static void move_leader_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
     struct node *n = ud;
-    Etcdserverpb__MoveLeaderRequest *req = etcdserverpb__move_leader_request__unpack(NULL, len, msg);
+    Etcdserverpb__MoveLeaderRequest *req = node_unpack(call, &etcdserverpb__move_leader_request__descriptor, msg, len);
     struct raft_conf_state c;
     struct move_wait *m;
     size_t i;
     bool voter = false;
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    if (!req)
         return;
-    }
     raft_conf_state(n->raft, &c);
     for (i = 0; i < c.n_voters; i++)
         if (c.voters[i] == req->targetid)

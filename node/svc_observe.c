@@ -219,11 +219,9 @@ static void observe_h(struct net_grpc_call *call, const uint8_t *msg, size_t len
     struct node_status st;
     if (net_grpc_call_user(call))
         return; /* one request per call */
-    req = v3electionpb__leader_request__unpack(NULL, len, msg);
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    req = node_unpack(call, &v3electionpb__leader_request__descriptor, msg, len);
+    if (!req)
         return;
-    }
     if ((st = node_can_serve(n, false)).code) {
         node_reply_status(call, st);
         v3electionpb__leader_request__free_unpacked(req, NULL);

@@ -366,11 +366,9 @@ static void watch_h(struct net_grpc_call *call, const uint8_t *msg, size_t len, 
         net_grpc_call_set_writable_cb(call, on_writable);
         net_grpc_call_set_half_close_cb(call, on_half_close);
     }
-    req = etcdserverpb__watch_request__unpack(NULL, len, msg);
-    if (!req) {
-        net_grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "grpc: error unmarshalling request");
+    req = node_unpack(call, &etcdserverpb__watch_request__descriptor, msg, len);
+    if (!req)
         return;
-    }
     switch (req->request_union_case) {
     case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST:
         watch_create(s, req->create_request);
